@@ -1,0 +1,140 @@
+"""Beam PTransform: one IDX image/label file pair -> stream of tf.train.Examples.
+
+The pair is validated up front (magic numbers, dimensions, matching counts), then
+read as independent chunks of records: a chunk only ever holds `CHUNK_RECORDS`
+images, so memory stays flat however large the files are, and Beam can spread
+chunks over workers. Images are stored as PNG: compact, lossless and decodable
+by every tool, including `tf.io.decode_png` inside the Transform graph.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+from tfx.types import standard_component_specs
+
+from components import idx_format
+from components.idx_example_gen import settings
+
+CHUNK_RECORDS = 5000
+DEFAULT_IMAGE_SHAPE = (28, 28)
+DEFAULT_NUM_CLASSES = 10
+
+
+def idx_prefix(split_pattern: str) -> str:
+    """`train-*` -> `train`: the prefix of the IDX pair a split pattern selects."""
+    prefix = split_pattern.split("-", 1)[0].rstrip("*")
+    if not prefix:
+        raise ValueError(
+            f"split pattern {split_pattern!r} must start with an IDX file prefix, "
+            "e.g. 'train-*' or 't10k-*'"
+        )
+    return prefix
+
+
+def resolve_pair(input_base: str, prefix: str) -> tuple[str, str]:
+    """Finds `<prefix>-images-idx3-ubyte[.gz]` and `<prefix>-labels-idx1-ubyte[.gz]`."""
+    images = idx_format.find_idx_file(input_base, f"{prefix}-images-idx3-ubyte")
+    labels = idx_format.find_idx_file(input_base, f"{prefix}-labels-idx1-ubyte")
+    return images, labels
+
+
+def check_pair(
+    images_path: str, labels_path: str, image_shape: tuple[int, int]
+) -> int:
+    """Validates both headers against each other and returns the record count."""
+    images = idx_format.read_idx_header(images_path)
+    labels = idx_format.read_idx_header(labels_path)
+    if images.ndim != 3 or tuple(images.record_shape) != tuple(image_shape):
+        raise idx_format.IdxFormatError(
+            f"{images_path}: images are {'x'.join(map(str, images.record_shape))}, "
+            f"expected {image_shape[0]}x{image_shape[1]}"
+        )
+    if labels.ndim != 1:
+        raise idx_format.IdxFormatError(
+            f"{labels_path}: expected a 1-D label file, found {labels.ndim} dimensions"
+        )
+    if images.count != labels.count:
+        raise idx_format.IdxFormatError(
+            f"{images_path}: {images.count} images but {os.path.basename(labels_path)} "
+            f"has {labels.count} labels"
+        )
+    return images.count
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """Encodes an HxW (grayscale) or HxWxC uint8 array as PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def make_example(image_png: bytes, label: int, example_id: str) -> tf.train.Example:
+    """The raw example layout every visionpipe ExampleGen writes."""
+    feature = tf.train.Feature
+    return tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "image": feature(bytes_list=tf.train.BytesList(value=[image_png])),
+                "label": feature(int64_list=tf.train.Int64List(value=[label])),
+                "example_id": feature(
+                    bytes_list=tf.train.BytesList(value=[example_id.encode()])
+                ),
+            }
+        )
+    )
+
+
+def read_chunk(
+    chunk: tuple[int, int],
+    images_path: str,
+    labels_path: str,
+    prefix: str,
+    num_classes: int,
+) -> Iterator[tf.train.Example]:
+    """Yields the examples of records [start, start + count) of one IDX pair."""
+    start, count = chunk
+    images = idx_format.iter_idx_records(images_path, start=start, count=count)
+    labels = idx_format.iter_idx_records(labels_path, start=start, count=count)
+    for offset, (image, label) in enumerate(zip(images, labels)):
+        index = start + offset
+        label_value = int(label)
+        if not 0 <= label_value < num_classes:
+            raise idx_format.IdxFormatError(
+                f"{labels_path}: label {label_value} at index {index} is outside "
+                f"0-{num_classes - 1}"
+            )
+        yield make_example(encode_png(image), label_value, f"{prefix}-{index:06d}")
+
+
+def chunk_ranges(count: int, chunk_records: int = CHUNK_RECORDS) -> list[tuple[int, int]]:
+    return [(start, min(chunk_records, count - start)) for start in range(0, count, chunk_records)]
+
+
+@beam.ptransform_fn
+@beam.typehints.with_input_types(beam.Pipeline)
+@beam.typehints.with_output_types(tf.train.Example)
+def IdxPairToExamples(  # pylint: disable=invalid-name
+    pipeline: beam.Pipeline, exec_properties: Mapping[str, Any], split_pattern: str
+) -> beam.pvalue.PCollection:
+    """Reads the IDX image/label pair named by `split_pattern` under input_base."""
+    config = settings.decode(exec_properties)
+    image_shape = tuple(int(d) for d in config.get(settings.IMAGE_SHAPE_KEY, DEFAULT_IMAGE_SHAPE))[:2]
+    num_classes = int(config.get(settings.NUM_CLASSES_KEY, DEFAULT_NUM_CLASSES))
+    input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+    prefix = idx_prefix(split_pattern)
+    images_path, labels_path = resolve_pair(input_base, prefix)
+    count = check_pair(images_path, labels_path, image_shape)
+    return (
+        pipeline
+        | "Chunks" >> beam.Create(chunk_ranges(count))
+        | "Distribute" >> beam.Reshuffle()
+        | "Decode" >> beam.FlatMap(read_chunk, images_path, labels_path, prefix, num_classes)
+    )

@@ -1,0 +1,117 @@
+"""`visionpipe` command line: run the pipeline, fetch data, predict with a pushed model.
+
+Exit codes of `run`: 0 a model was pushed; 3 the run completed but the Evaluator
+did not bless the model (nothing pushed); 1 anything failed (bad data, a
+component error); 2 bad command-line usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pipeline import configs, datasets, run_logging
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
+    from trainer_module.model_names import MODEL_NAMES
+
+    run = subparsers.add_parser(
+        "run",
+        help="run the whole pipeline locally (ExampleGen ... Pusher)",
+        description="Run the TFX pipeline locally with LocalDagRunner. With no "
+        "arguments it trains on the embedded Fashion-MNIST sample.",
+    )
+    run.add_argument("--dataset", choices=sorted(datasets.DATASETS), default=datasets.DEFAULT_DATASET)
+    run.add_argument(
+        "--data-dir",
+        help="folder with the four MNIST-format IDX files, gzipped or not "
+        "(default: the embedded Fashion-MNIST sample)",
+    )
+    run.add_argument("--output-dir", default=configs.DEFAULT_OUTPUT_DIR)
+    run.add_argument("--model", choices=MODEL_NAMES, default=configs.DEFAULT_MODEL)
+    run.add_argument("--epochs", type=_positive_int, default=configs.DEFAULT_EPOCHS)
+    run.add_argument("--batch-size", type=_positive_int, default=configs.DEFAULT_BATCH_SIZE)
+    run.add_argument(
+        "--accuracy-threshold",
+        type=_fraction,
+        default=configs.DEFAULT_ACCURACY_THRESHOLD,
+        help="minimum test SparseCategoricalAccuracy for the model to be blessed and pushed",
+    )
+    run.add_argument("--verbose", action="store_true", help="also print TFX/Beam logs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="visionpipe", description="TFX image-classification pipeline."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_run_parser(subparsers)
+
+    fetch = subparsers.add_parser("fetch", help="download an official dataset with checksum checks")
+    fetch.add_argument("--dataset", choices=["mnist", "fashion_mnist"], required=True)
+    fetch.add_argument("--data-dir", help="where to put the files (default: data/<dataset>)")
+
+    predict = subparsers.add_parser("predict", help="classify PNG/JPEG files with a pushed model")
+    predict.add_argument(
+        "--model-dir",
+        required=True,
+        help="a pushed SavedModel, its pipeline folder under serving_model/, or an output dir",
+    )
+    predict.add_argument("images", nargs="+", metavar="IMAGE")
+    return parser
+
+
+def _run_config(args: argparse.Namespace) -> configs.RunConfig:
+    data_dir = args.data_dir
+    if data_dir is None:
+        if args.dataset != datasets.DEFAULT_DATASET:
+            raise SystemExit(
+                f"visionpipe: error: --data-dir is required for --dataset {args.dataset} "
+                f"(try: visionpipe fetch --dataset {args.dataset})"
+            )
+        data_dir = datasets.DEFAULT_SAMPLE_DIR
+    return configs.RunConfig(
+        dataset=args.dataset,
+        data_dir=data_dir,
+        output_dir=args.output_dir,
+        model=args.model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        accuracy_threshold=args.accuracy_threshold,
+    ).absolute()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run_logging.quiet_native_logs(verbose=getattr(args, "verbose", False))
+    if args.command == "run":
+        from pipeline import run_command
+
+        return run_command.run(_run_config(args), verbose=args.verbose)
+    if args.command == "fetch":
+        from pipeline import fetch_command
+
+        return fetch_command.fetch(args.dataset, args.data_dir)
+    from pipeline import predict
+
+    return predict.predict_files(args.model_dir, args.images)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The datasets visionpipe knows: image geometry, class names, curated schema.
+
+One registry keeps the facts about a dataset in one place, so ExampleGen's
+validation, the Transform, the Trainer, the serving signatures and the reports
+all agree on the image shape and on what class 3 is called.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCHEMA_ROOT = os.path.join(REPO_ROOT, "schema")
+SAMPLE_DATA_ROOT = os.path.join(REPO_ROOT, "pipeline", "sample_data")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """Static description of one image-classification dataset."""
+
+    name: str
+    image_shape: tuple[int, int, int]  # height, width, channels
+    class_names: tuple[str, ...]
+    source_format: str  # 'idx' (MNIST-format files)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def schema_path(self) -> str:
+        """The curated schema that ExampleValidator checks this dataset against."""
+        return os.path.join(SCHEMA_ROOT, self.name, "schema.pbtxt")
+
+
+MNIST = DatasetSpec(
+    name="mnist",
+    image_shape=(28, 28, 1),
+    class_names=tuple(str(digit) for digit in range(10)),
+    source_format="idx",
+)
+
+FASHION_MNIST = DatasetSpec(
+    name="fashion_mnist",
+    image_shape=(28, 28, 1),
+    class_names=(
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+    source_format="idx",
+)
+
+DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (MNIST, FASHION_MNIST)}
+
+# `visionpipe run` with no --data-dir trains on this small real sample (see its README).
+DEFAULT_DATASET = FASHION_MNIST.name
+DEFAULT_SAMPLE_DIR = os.path.join(SAMPLE_DATA_ROOT, "fashion_mnist")
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    """Looks a dataset up by name with an error that lists the valid names."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}"
+        ) from None

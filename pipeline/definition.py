@@ -1,0 +1,180 @@
+"""The visionpipe TFX pipeline: ExampleGen -> ... -> Pusher, built from a RunConfig.
+
+Follows the TFX template layout: this module only wires components; runners
+(local, Kubeflow) decide where and how it executes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.proto import config_pb2  # PerSliceMetricThreshold is not re-exported
+from tfx import v1 as tfx
+
+from components.anomaly_gate import AnomalyGate
+from components.idx_example_gen.component import IdxExampleGen
+from pipeline import datasets
+from pipeline.configs import RunConfig
+from trainer_module import features
+
+PREPROCESSING_FN = "trainer_module.preprocessing.preprocessing_fn"
+RUN_FN = "trainer_module.run_fn.run_fn"
+ACCURACY_METRIC = "SparseCategoricalAccuracy"
+ACCURACY_KEY = "sparse_categorical_accuracy"
+PREDICTION_KEY = "probabilities"
+EVALUATION_SPLIT = "test"
+# Beam runs in-process: on a 2-core machine, worker processes cost more in
+# pickling than they win in parallelism, and in-process keeps the tfx-bsl shim.
+DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+
+
+def make_eval_config(accuracy_threshold: float, change_threshold: float) -> tfma.EvalConfig:
+    """Accuracy gate on the overall slice (absolute and vs. the latest blessed model);
+    metrics are also computed per label for inspection."""
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name="serving_default",
+                label_key=features.LABEL_KEY,
+                prediction_key=PREDICTION_KEY,
+            )
+        ],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.LABEL_KEY])],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(
+                        class_name=ACCURACY_METRIC,
+                        # The gate looks at the overall slice only: per-label
+                        # slices are for inspection, not for blessing.
+                        per_slice_thresholds=[
+                            config_pb2.PerSliceMetricThreshold(
+                                slicing_specs=[tfma.SlicingSpec()],
+                                threshold=tfma.MetricThreshold(
+                                    value_threshold=tfma.GenericValueThreshold(
+                                        lower_bound={"value": accuracy_threshold}
+                                    ),
+                                    change_threshold=tfma.GenericChangeThreshold(
+                                        direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                                        absolute={"value": -change_threshold - 1e-10},
+                                    ),
+                                ),
+                            )
+                        ],
+                    ),
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                ]
+            )
+        ],
+    )
+
+
+def training_custom_config(config: RunConfig) -> dict[str, Any]:
+    """What `trainer_module.run_fn.TrainingConfig.from_custom_config` reads."""
+    spec = datasets.get_dataset(config.dataset)
+    return {
+        "model": config.model,
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "image_shape": list(spec.image_shape),
+        "class_names": list(spec.class_names),
+        "hparams": {
+            "learning_rate": config.learning_rate,
+            "adam_beta1": config.adam_beta1,
+            "augment": config.augment,
+        },
+    }
+
+
+def create_pipeline(
+    config: RunConfig,
+    metadata_connection_config: Any | None = None,
+    beam_pipeline_args: tuple[str, ...] = DEFAULT_BEAM_ARGS,
+) -> tfx.dsl.Pipeline:
+    """Builds the full pipeline for one dataset and set of training options."""
+    spec = datasets.get_dataset(config.dataset)
+
+    example_gen = IdxExampleGen(
+        input_base=config.data_dir,
+        image_shape=spec.image_shape,
+        num_classes=spec.num_classes,
+        train_eval_weights=config.train_eval_weights,
+    )
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=spec.schema_path)
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    )
+    anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"])
+
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        custom_config={"image_shape": list(spec.image_shape)},
+        splits_config=tfx.proto.SplitsConfig(
+            analyze=["train"], transform=["train", "eval"]
+        ),
+    )
+    transform.add_upstream_node(anomaly_gate)
+
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config=training_custom_config(config),
+    )
+
+    model_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=model_resolver.outputs["model"],
+        eval_config=make_eval_config(config.accuracy_threshold, config.change_threshold),
+        example_splits=[EVALUATION_SPLIT],
+    )
+
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=config.serving_model_base
+            )
+        ),
+    )
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=[
+            example_gen,
+            statistics_gen,
+            schema_gen,
+            example_validator,
+            anomaly_gate,
+            transform,
+            trainer,
+            model_resolver,
+            evaluator,
+            pusher,
+        ],
+        enable_cache=True,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(beam_pipeline_args),
+    )
+
+
+def describe(config: RunConfig) -> dict[str, Any]:
+    """The config as plain JSON-able data (for logs and the run summary)."""
+    return dataclasses.asdict(config)

@@ -1,0 +1,351 @@
+"""``visionpipe fetch``: download MNIST or Fashion-MNIST, resumably and verified.
+
+Uses only the standard library so that fetching works before (and without)
+the heavy ML dependencies. Every file is checked against the SHA-256 of the
+official distribution before it is given its final name, so a file with the
+final name is always complete and genuine; an interrupted download stays in
+``<name>.part`` and is resumed with an HTTP Range request on the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+MIRROR_ENV_VAR = "VISIONPIPE_MIRROR_URL"
+_OFFLINE_HINT = "are you offline? use --data-dir with files you already have"
+_BLOCK_BYTES = 1 << 16
+_PROGRESS_STEP_PERCENT = 25
+_USER_AGENT = "visionpipe-fetch"
+
+
+class FetchError(RuntimeError):
+    """A download failed; the message is one line the CLI prints as-is."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).splitlines()))
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file of the official distribution: name, SHA-256 and size in bytes (if known)."""
+
+    name: str
+    sha256: str
+    size: int | None
+
+
+# SHA-256 and sizes of the official .gz files, as recorded by TensorFlow Datasets
+# (tensorflow_datasets/url_checksums/mnist.txt and fashion_mnist.txt).
+DATASET_SOURCES: dict[str, tuple[str, tuple[RemoteFile, ...]]] = {
+    "mnist": (
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        (
+            RemoteFile(
+                "train-images-idx3-ubyte.gz",
+                "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+                9912422,
+            ),
+            RemoteFile(
+                "train-labels-idx1-ubyte.gz",
+                "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+                28881,
+            ),
+            RemoteFile(
+                "t10k-images-idx3-ubyte.gz",
+                "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+                1648877,
+            ),
+            RemoteFile(
+                "t10k-labels-idx1-ubyte.gz",
+                "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+                4542,
+            ),
+        ),
+    ),
+    "fashion_mnist": (
+        # Zalando's official bucket; it serves plain HTTP only, which is why
+        # every file is checked against its SHA-256 before use.
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        (
+            RemoteFile(
+                "train-images-idx3-ubyte.gz",
+                "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+                26421880,
+            ),
+            RemoteFile(
+                "train-labels-idx1-ubyte.gz",
+                "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+                29515,
+            ),
+            RemoteFile(
+                "t10k-images-idx3-ubyte.gz",
+                "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+                4422102,
+            ),
+            RemoteFile(
+                "t10k-labels-idx1-ubyte.gz",
+                "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+                5148,
+            ),
+        ),
+    ),
+}
+
+Progress = Callable[[str], None]
+
+
+def sha256_file(path: str) -> str:
+    """Hex SHA-256 of a file, read in blocks so large files need no memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while block := stream.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _size_text(size: int) -> str:
+    """Human-readable size: kB below a megabyte, MB above."""
+    return f"{size / 1e3:.1f} kB" if size < 1e6 else f"{size / 1e6:.1f} MB"
+
+
+def _download_error(url: str, reason: str) -> FetchError:
+    return FetchError(f"could not download {url}: {reason} ({_OFFLINE_HINT})")
+
+
+def _reason(exc: BaseException, timeout: float) -> str:
+    """Short human reason for a network failure ("Connection refused", "HTTP 404 Not Found")."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        if not isinstance(exc.reason, BaseException):
+            return str(exc.reason)
+        exc = exc.reason  # urlopen wraps the socket error; report that
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {timeout:g} s"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve host name ({exc.strerror})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse:
+    """GET ``url``, asking for the bytes from ``offset`` on when resuming."""
+    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (http(s) only)
+
+
+def _resume_offset(response: http.client.HTTPResponse, offset: int) -> int:
+    """Where the response body starts: ``offset`` if the server honoured Range, else 0."""
+    if not offset or response.status != 206:
+        return 0
+    match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
+    return offset if match and int(match.group(1)) == offset else 0
+
+
+def _expected_total(
+    response: http.client.HTTPResponse, start: int, known_size: int | None
+) -> int | None:
+    """Full file size: what the server promised, else what the source table says.
+
+    The server's Content-Length wins so that a short body is recognised as a
+    dropped connection (resumable), while a mirror holding a different file
+    of a different size is caught by the checksum instead.
+    """
+    length = response.headers.get("Content-Length")
+    return start + int(length) if length and length.isdigit() else known_size
+
+
+class _ProgressReporter:
+    """Emits a handful of lines per file (start, every 25 %, end), never a flood."""
+
+    def __init__(self, name: str, progress: Progress, start: int, total: int | None) -> None:
+        self._name, self._progress, self._total = name, progress, total
+        self._start, self._began = start, time.monotonic()
+        self._next_percent = _PROGRESS_STEP_PERCENT
+
+    def update(self, done: int) -> None:
+        if not self._total:
+            return
+        percent = 100 * done // self._total
+        if self._next_percent <= percent < 100:
+            self._progress(
+                f"{self._name}: {percent}% ({_size_text(done)} of {_size_text(self._total)})"
+            )
+            self._next_percent = (percent // _PROGRESS_STEP_PERCENT + 1) * _PROGRESS_STEP_PERCENT
+
+    def finish(self, done: int) -> None:
+        received = done - self._start
+        seconds = max(time.monotonic() - self._began, 1e-6)
+        self._progress(
+            f"{self._name}: received {_size_text(received)} in {seconds:.1f} s "
+            f"({received / seconds / 1e6:.1f} MB/s)"
+        )
+
+
+def _read_block(response: BinaryIO, url: str, timeout: float) -> bytes:
+    """Next block of the body; a dropped connection becomes a resumable FetchError."""
+    try:
+        return response.read(_BLOCK_BYTES)
+    except (OSError, http.client.HTTPException) as exc:
+        raise _download_error(url, f"{_reason(exc, timeout)}; run again to resume") from None
+
+
+def _save_body(
+    response: BinaryIO, part: str, start: int, url: str, timeout: float, reporter: _ProgressReporter
+) -> int:
+    """Write the body to ``part`` (appending after ``start`` bytes); returns the size reached."""
+    done = start
+    try:
+        with open(part, "ab" if start else "wb") as out:
+            while block := _read_block(response, url, timeout):
+                out.write(block)
+                done += len(block)
+                reporter.update(done)
+            out.flush()
+            os.fsync(out.fileno())
+    except OSError as exc:
+        raise FetchError(f"{part}: cannot write download ({exc.strerror or exc})") from None
+    return done
+
+
+def _announce(name: str, url: str, offset: int, start: int, total: int | None) -> str:
+    """First progress line for a file: fresh download, resume, or failed resume."""
+    if offset and not start:
+        return f"{name}: server cannot resume, downloading {url} from the start"
+    if start:
+        return f"{name}: resuming {url} at {_size_text(start)}"
+    return f"{name}: downloading {url}" + (f" ({_size_text(total)})" if total else "")
+
+
+def _download(url: str, part: str, remote: RemoteFile, progress: Progress, timeout: float) -> None:
+    """Download ``url`` into ``part``, resuming from whatever ``part`` already holds.
+
+    Network failures leave ``part`` in place so the next run resumes from it.
+    """
+    offset = os.path.getsize(part) if os.path.isfile(part) else 0
+    if remote.size is not None and offset > remote.size:
+        offset = 0  # longer than the real file: useless, start over
+    if offset and offset == remote.size:
+        progress(f"{remote.name}: partial download {part} is already complete")
+        return
+    try:
+        response = _open(url, offset, timeout)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        if exc.code == 416 and offset:  # nothing left to send: the .part is complete
+            progress(f"{remote.name}: partial download {part} is already complete")
+            return
+        raise _download_error(url, _reason(exc, timeout)) from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+        raise _download_error(url, _reason(exc, timeout)) from None
+    with response:
+        start = _resume_offset(response, offset)
+        total = _expected_total(response, start, remote.size)
+        progress(_announce(remote.name, url, offset, start, total))
+        reporter = _ProgressReporter(remote.name, progress, start, total)
+        done = _save_body(response, part, start, url, timeout, reporter)
+    if total is not None and done < total:
+        raise _download_error(
+            url, f"connection closed after {done} of {total} bytes; run again to resume"
+        )
+    reporter.finish(done)
+
+
+def _already_present(path: str, remote: RemoteFile, progress: Progress) -> bool:
+    """True if ``path`` already holds the right file.
+
+    A file with the wrong checksum is left in place (it might be the user's
+    copy of another dataset) and only replaced once a verified download exists.
+    """
+    if not os.path.isfile(path):
+        return False
+    actual = sha256_file(path)
+    if actual == remote.sha256:
+        progress(f"{remote.name}: already present, checksum OK")
+        return True
+    progress(
+        f"{remote.name}: existing file has the wrong checksum (sha256 {actual}), "
+        f"downloading it again"
+    )
+    return False
+
+
+def _verify_and_install(
+    part: str, final: str, remote: RemoteFile, url: str, progress: Progress
+) -> None:
+    """Give ``part`` its final name only if its SHA-256 is the expected one."""
+    actual = sha256_file(part)
+    if actual != remote.sha256:
+        os.remove(part)
+        raise FetchError(
+            f"{final}: checksum mismatch for {url}: expected sha256 {remote.sha256}, "
+            f"got {actual} (download deleted; run again to retry)"
+        )
+    os.replace(part, final)
+    progress(f"{remote.name}: checksum OK, saved {final}")
+
+
+def _fetch_file(
+    base_url: str, remote: RemoteFile, data_dir: str, progress: Progress, timeout: float
+) -> str:
+    """Make ``data_dir/<name>`` a verified copy of ``remote``, downloading only if needed."""
+    final = os.path.join(data_dir, remote.name)
+    if _already_present(final, remote, progress):
+        return final
+    url = base_url.rstrip("/") + "/" + remote.name
+    part = final + ".part"
+    _download(url, part, remote, progress, timeout)
+    _verify_and_install(part, final, remote, url, progress)
+    return final
+
+
+def _ensure_dir(data_dir: str) -> None:
+    """Create the data directory, reporting e.g. a file in the way as one line."""
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise FetchError(f"{data_dir}: cannot create data directory ({reason})") from None
+
+
+def fetch_dataset(
+    dataset: str,
+    data_dir: str,
+    base_url: str | None = None,
+    progress: Progress = print,
+    timeout: float = 30.0,
+    files: Sequence[RemoteFile] | None = None,
+) -> list[str]:
+    """Download ``dataset``'s four .gz IDX files into ``data_dir``; return their paths.
+
+    Files already present with the right checksum are not downloaded again.
+    The base URL is, by priority: ``base_url``, the ``VISIONPIPE_MIRROR_URL``
+    environment variable (internal mirrors, tests), the official location.
+    ``files`` replaces the built-in file table (names and checksums), which
+    is how tests and private mirrors with other files use this function.
+    Raises FetchError with a one-line message on any failure.
+    """
+    if dataset not in DATASET_SOURCES:
+        raise FetchError(
+            f"unknown dataset {dataset!r} (choose from: {', '.join(sorted(DATASET_SOURCES))})"
+        )
+    default_url, default_files = DATASET_SOURCES[dataset]
+    base = base_url or os.environ.get(MIRROR_ENV_VAR) or default_url
+    _ensure_dir(data_dir)
+    return [
+        _fetch_file(base, remote, data_dir, progress, timeout)
+        for remote in (default_files if files is None else files)
+    ]

@@ -1,0 +1,22 @@
+"""`visionpipe fetch`: download an official dataset into a data dir, verified."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pipeline import fetch as fetch_lib
+
+DEFAULT_DATA_ROOT = "data"
+
+
+def fetch(dataset: str, data_dir: str | None) -> int:
+    target = data_dir or os.path.join(DEFAULT_DATA_ROOT, dataset)
+    try:
+        paths = fetch_lib.fetch_dataset(dataset, target)
+    except fetch_lib.FetchError as error:
+        print(f"visionpipe: error: {error}", file=sys.stderr, flush=True)
+        return 1
+    print(f"visionpipe: {dataset}: {len(paths)} files ready in {os.path.abspath(target)}")
+    print(f"  next: visionpipe run --dataset {dataset} --data-dir {target}")
+    return 0

@@ -1,0 +1,123 @@
+"""What a finished run produced, read back from ML Metadata and TFMA's output.
+
+The pipeline's answer (was the model blessed, where was it pushed, what is its
+test accuracy) lives in MLMD and in the Evaluator's artifacts, not in the
+runner's return value. Reading it from there means the summary reports exactly
+what TFX recorded, including executions reused from the cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+
+import tensorflow_model_analysis as tfma
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+from tfx.orchestration import metadata
+
+ACCURACY_KEY = "sparse_categorical_accuracy"
+CANDIDATE_MODEL_NAMES = ("", "candidate")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOutcome:
+    test_accuracy: float | None
+    per_class_accuracy: dict[str, float]
+    blessed: bool
+    pushed_model_dir: str | None
+    evaluation_uri: str | None
+
+
+def _latest_outputs(
+    store: metadata_store.MetadataStore, pipeline_name: str, node_id: str
+) -> list[metadata_store_pb2.Artifact]:
+    """Output artifacts of the newest execution of one pipeline node."""
+    context = store.get_context_by_type_and_name("node", f"{pipeline_name}.{node_id}")
+    if context is None:
+        return []
+    executions = store.get_executions_by_context(context.id)
+    if not executions:
+        return []
+    latest = max(executions, key=lambda execution: execution.id)
+    events = store.get_events_by_execution_ids([latest.id])
+    output_ids = [
+        event.artifact_id
+        for event in events
+        if event.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+    ]
+    return list(store.get_artifacts_by_id(output_ids)) if output_ids else []
+
+
+def _int_property(artifact: metadata_store_pb2.Artifact, name: str) -> int:
+    value = artifact.custom_properties.get(name)
+    return int(value.int_value) if value is not None else 0
+
+
+def _string_property(artifact: metadata_store_pb2.Artifact, name: str) -> str:
+    value = artifact.custom_properties.get(name)
+    return value.string_value if value is not None else ""
+
+
+def read_accuracy(
+    evaluation_uri: str, class_names: Sequence[str]
+) -> tuple[float | None, dict[str, float]]:
+    """Overall and per-label SparseCategoricalAccuracy of the candidate model."""
+    overall: float | None = None
+    per_class: dict[str, float] = {}
+    for metrics in tfma.load_metrics(evaluation_uri):
+        slice_key = {
+            single.column: single.int64_value for single in metrics.slice_key.single_slice_keys
+        }
+        for entry in metrics.metric_keys_and_values:
+            key = entry.key
+            if key.name != ACCURACY_KEY or key.is_diff or key.model_name not in CANDIDATE_MODEL_NAMES:
+                continue
+            value = float(entry.value.double_value.value)
+            if not slice_key:
+                overall = value
+            elif "label" in slice_key and 0 <= slice_key["label"] < len(class_names):
+                per_class[class_names[slice_key["label"]]] = value
+    return overall, dict(sorted(per_class.items(), key=lambda item: class_names.index(item[0])))
+
+
+def read_outcome(
+    metadata_path: str, pipeline_name: str, class_names: Sequence[str]
+) -> RunOutcome:
+    """Reads blessing, push destination and accuracy of the newest run."""
+    store = metadata_store.MetadataStore(
+        metadata.sqlite_metadata_connection_config(metadata_path)
+    )
+    evaluator_outputs = _latest_outputs(store, pipeline_name, "Evaluator")
+    blessing = next((a for a in evaluator_outputs if a.uri and "blessing" in a.uri), None)
+    evaluation = next((a for a in evaluator_outputs if a.uri and "evaluation" in a.uri), None)
+    blessed = bool(blessing is not None and _int_property(blessing, "blessed"))
+
+    pushed_dir = None
+    if blessed:
+        for artifact in _latest_outputs(store, pipeline_name, "Pusher"):
+            if _int_property(artifact, "pushed"):
+                pushed_dir = _string_property(artifact, "pushed_destination") or None
+
+    accuracy, per_class = (None, {})
+    if evaluation is not None and os.path.isdir(evaluation.uri):
+        accuracy, per_class = read_accuracy(evaluation.uri, class_names)
+    return RunOutcome(
+        test_accuracy=accuracy,
+        per_class_accuracy=per_class,
+        blessed=blessed,
+        pushed_model_dir=pushed_dir,
+        evaluation_uri=evaluation.uri if evaluation is not None else None,
+    )
+
+
+def write_json_atomically(path: str, payload: dict) -> None:
+    """Writes JSON via a temp file + rename, so a crash never leaves half a summary."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    temporary = f"{path}.tmp"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(payload, handle, indent=2, sort_keys=False)
+        handle.write("\n")
+    os.replace(temporary, path)

@@ -1,0 +1,61 @@
+"""Compatibility shim: `tfx_bsl.arrow.sql_util` for tensorflow-data-validation 1.16.
+
+Why this exists: TFX 1.21 is the only TFX that installs on Python 3.11, but its
+data-validation dependency has no Linux wheel at 1.21, so visionpipe pins
+tensorflow-data-validation 1.16.1. TFDV 1.16 imports `tfx_bsl.arrow.sql_util`
+at module load time (only for the experimental SQL-based slicing feature), and
+tfx-bsl 1.21 removed that module. Without this shim *every* TFX component that
+touches TFDV (StatisticsGen, SchemaGen, ExampleValidator, Transform) fails to
+import.
+
+visionpipe never uses SQL slicing, so the shim registers a stand-in module whose
+only class refuses to be constructed with a clear message. It must be installed
+before TFDV (or `tfx.v1`, which imports the component executors) is imported;
+`pipeline/__init__.py`, `components/__init__.py` and `trainer_module/__init__.py`
+call `install()` first thing. When a future tfx-bsl brings the module back, the
+shim steps aside and the real module is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+
+SQL_UTIL_MODULE = "tfx_bsl.arrow.sql_util"
+
+
+class SqlSlicingUnsupportedError(NotImplementedError):
+    """Raised when something asks for TFDV's SQL slicing, which tfx-bsl 1.21 removed."""
+
+
+class RecordBatchSQLSliceQuery:
+    """Stand-in for the removed tfx-bsl class; constructing it is always an error."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise SqlSlicingUnsupportedError(
+            "SQL-based slicing (StatsOptions.experimental_slice_sqls / slice_sqls) is not "
+            "available: tfx-bsl 1.21 removed tfx_bsl.arrow.sql_util; use feature-value "
+            "slicing (slice_functions / SlicingSpec feature_keys) instead"
+        )
+
+
+def _real_module_available() -> bool:
+    if SQL_UTIL_MODULE in sys.modules:
+        return True
+    try:
+        importlib.import_module(SQL_UTIL_MODULE)
+    except ImportError:
+        return False
+    return True
+
+
+def install() -> None:
+    """Registers the stand-in `tfx_bsl.arrow.sql_util` if tfx-bsl lacks it (idempotent)."""
+    if _real_module_available():
+        return
+    shim = types.ModuleType(SQL_UTIL_MODULE, __doc__)
+    shim.RecordBatchSQLSliceQuery = RecordBatchSQLSliceQuery  # type: ignore[attr-defined]
+    sys.modules[SQL_UTIL_MODULE] = shim
+    arrow_package = importlib.import_module("tfx_bsl.arrow")
+    setattr(arrow_package, "sql_util", shim)

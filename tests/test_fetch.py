@@ -1,0 +1,241 @@
+"""Tests for pipeline.fetch against a real loopback HTTP server that supports Range."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from components.idx_format import IDX_FILE_STEMS
+from pipeline.fetch import DATASET_SOURCES, MIRROR_ENV_VAR, FetchError, RemoteFile, fetch_dataset
+
+PAYLOADS = {
+    "train-images-idx3-ubyte.gz": bytes(range(256)) * 800,  # 200 KiB: several blocks
+    "train-labels-idx1-ubyte.gz": b"labels" * 50,
+}
+
+
+def _remote(name: str, content: bytes, with_size: bool = True) -> RemoteFile:
+    size = len(content) if with_size else None
+    return RemoteFile(name, hashlib.sha256(content).hexdigest(), size)
+
+
+FILES = [_remote(name, content) for name, content in PAYLOADS.items()]
+
+
+@dataclass
+class _Site:
+    """What the test server serves, and what it was asked for."""
+
+    files: dict[str, bytes]
+    honour_range: bool = True
+    drop_after: int | None = None  # send only this many body bytes once, then hang up
+    requests: list[tuple[str, str | None]] = field(default_factory=list)
+    base_url: str = ""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Serves ``site.files`` at ``/<name>``, with ``Range: bytes=N-`` support."""
+
+    site: _Site
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+        name, range_header = self.path.lstrip("/"), self.headers.get("Range")
+        self.site.requests.append((name, range_header))
+        body = self.site.files.get(name)
+        if body is None:
+            self.send_error(404)
+            return
+        start = 0
+        if range_header and self.site.honour_range:
+            start = int(re.fullmatch(r"bytes=(\d+)-", range_header).group(1))
+            if start >= len(body):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(body)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        end, self.site.drop_after = self.site.drop_after, None
+        self.wfile.write(body[start:end])
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        """Keep pytest output clean."""
+
+
+@pytest.fixture
+def site() -> Iterator[_Site]:
+    served = _Site(files=dict(PAYLOADS))
+    handler = type("Handler", (_Handler,), {"site": served})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    served.base_url = f"http://127.0.0.1:{server.server_address[1]}/"
+    yield served
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def _fetch(site: _Site, data_dir: Path, lines: list[str], **kwargs: object) -> list[str]:
+    return fetch_dataset(
+        "fashion_mnist",
+        str(data_dir),
+        base_url=site.base_url,
+        progress=lines.append,
+        files=kwargs.pop("files", FILES),
+        **kwargs,
+    )
+
+
+def test_fresh_download(site: _Site, tmp_path: Path) -> None:
+    lines: list[str] = []
+    data_dir = tmp_path / "new" / "dir"
+    paths = _fetch(site, data_dir, lines)
+    assert paths == [str(data_dir / name) for name in PAYLOADS]
+    for name, content in PAYLOADS.items():
+        assert (data_dir / name).read_bytes() == content
+    assert not list(data_dir.glob("*.part"))
+    assert all(range_header is None for _, range_header in site.requests)
+    # Coarse progress: a few lines per file, with percentages and a rate.
+    images_lines = [line for line in lines if line.startswith("train-images")]
+    assert sum(bool(re.search(r": \d+% \(", line)) for line in images_lines) == 3
+    assert any("MB/s" in line for line in images_lines)
+    assert len(images_lines) <= 7
+
+
+def test_unknown_file_size_still_downloads(site: _Site, tmp_path: Path) -> None:
+    files = [_remote(name, content, with_size=False) for name, content in PAYLOADS.items()]
+    _fetch(site, tmp_path, [], files=files)
+    for name, content in PAYLOADS.items():
+        assert (tmp_path / name).read_bytes() == content
+
+
+def test_skip_when_present(site: _Site, tmp_path: Path) -> None:
+    _fetch(site, tmp_path, [])
+    site.requests.clear()
+    lines: list[str] = []
+    _fetch(site, tmp_path, lines)
+    assert site.requests == []
+    assert lines == [f"{name}: already present, checksum OK" for name in PAYLOADS]
+
+
+@pytest.mark.parametrize("honour_range", [True, False])
+def test_resume_from_part(site: _Site, tmp_path: Path, honour_range: bool) -> None:
+    site.honour_range = honour_range
+    name = "train-images-idx3-ubyte.gz"
+    content = PAYLOADS[name]
+    (tmp_path / f"{name}.part").write_bytes(content[:70_000])
+    lines: list[str] = []
+    _fetch(site, tmp_path, lines, files=FILES[:1])
+    assert site.requests == [(name, "bytes=70000-")]
+    assert (tmp_path / name).read_bytes() == content
+    assert not (tmp_path / f"{name}.part").exists()
+    expected = "resuming" if honour_range else "server cannot resume"
+    assert any(expected in line for line in lines), lines
+
+
+def test_dropped_connection_keeps_part_for_resume(site: _Site, tmp_path: Path) -> None:
+    name = "train-images-idx3-ubyte.gz"
+    site.drop_after = 100_000
+    with pytest.raises(FetchError) as excinfo:
+        _fetch(site, tmp_path, [], files=FILES[:1])
+    message = str(excinfo.value)
+    assert "connection closed after 100000 of 204800 bytes; run again to resume" in message
+    assert (tmp_path / f"{name}.part").stat().st_size == 100_000
+    assert not (tmp_path / name).exists()
+
+    _fetch(site, tmp_path, [], files=FILES[:1])
+    assert site.requests[-1] == (name, "bytes=100000-")
+    assert (tmp_path / name).read_bytes() == PAYLOADS[name]
+
+
+@pytest.mark.parametrize("with_size", [True, False])
+def test_complete_part_is_installed(site: _Site, tmp_path: Path, with_size: bool) -> None:
+    """A complete .part needs no more bytes: known from the size, or from the server's 416."""
+    name = "train-labels-idx1-ubyte.gz"
+    (tmp_path / f"{name}.part").write_bytes(PAYLOADS[name])
+    _fetch(site, tmp_path, [], files=[_remote(name, PAYLOADS[name], with_size)])
+    expected = [] if with_size else [(name, f"bytes={len(PAYLOADS[name])}-")]
+    assert site.requests == expected
+    assert (tmp_path / name).read_bytes() == PAYLOADS[name]
+
+
+def test_redownload_corrupt_final_file(site: _Site, tmp_path: Path) -> None:
+    name = "train-labels-idx1-ubyte.gz"
+    (tmp_path / name).write_bytes(b"not the real file")
+    lines: list[str] = []
+    _fetch(site, tmp_path, lines, files=[f for f in FILES if f.name == name])
+    assert (tmp_path / name).read_bytes() == PAYLOADS[name]
+    assert any("wrong checksum" in line and "downloading it again" in line for line in lines)
+
+
+def test_checksum_mismatch(site: _Site, tmp_path: Path) -> None:
+    name = "train-labels-idx1-ubyte.gz"
+    wrong = RemoteFile(name, "0" * 64, None)
+    with pytest.raises(FetchError) as excinfo:
+        _fetch(site, tmp_path, [], files=[wrong])
+    message = str(excinfo.value)
+    assert "\n" not in message
+    assert message.startswith(str(tmp_path / name))
+    assert "0" * 64 in message
+    assert hashlib.sha256(PAYLOADS[name]).hexdigest() in message
+    assert list(tmp_path.iterdir()) == []  # neither the final file nor a .part
+
+
+def test_http_error(site: _Site, tmp_path: Path) -> None:
+    with pytest.raises(FetchError, match=r"could not download .*/missing\.gz: HTTP 404"):
+        _fetch(site, tmp_path, [], files=[RemoteFile("missing.gz", "0" * 64, None)])
+
+
+def test_offline(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # find a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/"
+    with pytest.raises(FetchError) as excinfo:
+        fetch_dataset("mnist", str(tmp_path), base_url=url, progress=lambda _: None)
+    message = str(excinfo.value)
+    assert "\n" not in message
+    assert message.startswith(f"could not download {url}train-images-idx3-ubyte.gz: ")
+    assert "Connection refused" in message
+    assert message.endswith("(are you offline? use --data-dir with files you already have)")
+
+
+def test_mirror_env_var(site: _Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(MIRROR_ENV_VAR, site.base_url)
+    fetch_dataset("mnist", str(tmp_path), progress=lambda _: None, files=FILES)
+    assert [name for name, _ in site.requests] == list(PAYLOADS)
+
+
+def test_unknown_dataset(tmp_path: Path) -> None:
+    expected = r"unknown dataset 'cifar' \(choose from: fashion_mnist, mnist\)"
+    with pytest.raises(FetchError, match=expected):
+        fetch_dataset("cifar", str(tmp_path))
+
+
+def test_data_dir_is_a_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    with pytest.raises(FetchError, match=r"file: cannot create data directory"):
+        fetch_dataset("mnist", str(blocker), progress=lambda _: None)
+
+
+def test_source_table_is_complete() -> None:
+    for base_url, files in DATASET_SOURCES.values():
+        assert base_url.startswith("http") and base_url.endswith("/")
+        assert [f.name for f in files] == [f"{stem}.gz" for stem in IDX_FILE_STEMS]
+        assert all(re.fullmatch(r"[0-9a-f]{64}", f.sha256) and f.size for f in files)

@@ -1,0 +1,105 @@
+"""TFX Trainer entry point (`run_fn`), passed to the Trainer by import path.
+
+Reads the transformed examples, builds the selected model from the zoo, trains
+it with Keras `fit` (one pass over the train split per epoch, validation on the
+eval split), logs to TensorBoard in the Trainer's model_run directory, and
+exports the serving SavedModel with the TFT transform inside.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import tensorflow as tf
+import tensorflow_transform as tft
+from absl import logging
+from tfx.components.trainer.fn_args_utils import FnArgs
+from tfx_bsl.public import tfxio
+
+from trainer_module import accelerator, callbacks, features, models, serving
+
+SHUFFLE_BUFFER = 10_000
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """What the pipeline passes in `Trainer(custom_config=...)`."""
+
+    model: str
+    epochs: int
+    batch_size: int
+    image_shape: tuple[int, int, int]
+    class_names: tuple[str, ...]
+    hparams: models.ModelHParams
+
+    @classmethod
+    def from_custom_config(cls, config: dict[str, Any]) -> "TrainingConfig":
+        hparam_names = {field.name for field in dataclasses.fields(models.ModelHParams)}
+        return cls(
+            model=str(config["model"]),
+            epochs=int(config["epochs"]),
+            batch_size=int(config["batch_size"]),
+            image_shape=tuple(int(d) for d in config["image_shape"]),
+            class_names=tuple(config["class_names"]),
+            hparams=models.ModelHParams(
+                **{key: value for key, value in config.get("hparams", {}).items() if key in hparam_names}
+            ),
+        )
+
+
+def make_dataset(
+    file_pattern: list[str],
+    data_accessor: Any,
+    tf_transform_output: tft.TFTransformOutput,
+    batch_size: int,
+    shuffle: bool,
+) -> tf.data.Dataset:
+    """One epoch of (image batch, label batch) pairs of transformed examples."""
+    dataset = data_accessor.tf_dataset_factory(
+        file_pattern,
+        tfxio.TensorFlowDatasetOptions(
+            batch_size=batch_size,
+            label_key=features.LABEL_KEY,
+            num_epochs=1,
+            shuffle=shuffle,
+            shuffle_buffer_size=SHUFFLE_BUFFER,
+        ),
+        tf_transform_output.transformed_metadata.schema,
+    )
+    # The model has a single input; hand Keras the tensor, not a one-key dict.
+    return dataset.map(
+        lambda batch, labels: (batch[features.TRANSFORMED_IMAGE_KEY], labels),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    ).prefetch(tf.data.AUTOTUNE)
+
+
+def run_fn(fn_args: FnArgs) -> None:
+    """Trains the configured model and exports the serving SavedModel."""
+    config = TrainingConfig.from_custom_config(fn_args.custom_config)
+    device = accelerator.configure_accelerator()
+    logging.info("Training %s for %d epochs on %s", config.model, config.epochs, device)
+
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    train_dataset = make_dataset(
+        fn_args.train_files, fn_args.data_accessor, tf_transform_output, config.batch_size, True
+    )
+    eval_dataset = make_dataset(
+        fn_args.eval_files, fn_args.data_accessor, tf_transform_output, config.batch_size, False
+    )
+
+    model = models.build_model(
+        config.model, config.image_shape, len(config.class_names), config.hparams
+    )
+    model.fit(
+        train_dataset,
+        validation_data=eval_dataset,
+        epochs=config.epochs,
+        callbacks=callbacks.training_callbacks(fn_args.model_run_dir, config.hparams),
+        verbose=2,
+    )
+
+    module = serving.ServingModule(
+        model, tf_transform_output, config.class_names, config.image_shape
+    )
+    serving.export_serving_model(module, fn_args.serving_model_dir)
