@@ -6,11 +6,15 @@ the decoding, resizing and TFT transform that serving clients get.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Sequence
 
+from PIL import Image, UnidentifiedImageError
+
 SAVED_MODEL_FILE = "saved_model.pb"
+SUPPORTED_FORMATS = ("PNG", "JPEG")
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -47,44 +51,60 @@ def resolve_model_dir(model_dir: str) -> str:
     return max(candidates, key=lambda path: (int(os.path.basename(path)), path))
 
 
-def read_images(paths: Sequence[str]) -> list[bytes]:
-    contents = []
-    for path in paths:
-        try:
-            with open(path, "rb") as handle:
-                contents.append(handle.read())
-        except OSError as error:
-            raise ModelNotFoundError(f"{path}: cannot read image ({error.strerror})") from error
-    return contents
+class BadImageError(ValueError):
+    pass
+
+
+def read_image(path: str) -> bytes:
+    """The file's bytes, after checking (cheaply, with Pillow) that it is a PNG or JPEG."""
+    try:
+        with open(path, "rb") as handle:
+            content = handle.read()
+    except OSError as error:
+        raise BadImageError(f"{path}: cannot read file ({error.strerror})") from error
+    try:
+        with Image.open(io.BytesIO(content)) as image:
+            image_format = image.format
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise BadImageError(f"{path}: not a readable PNG/JPEG image ({error})") from error
+    if image_format not in SUPPORTED_FORMATS:
+        raise BadImageError(f"{path}: {image_format} images are not supported (use PNG or JPEG)")
+    return content
 
 
 def predict_files(model_dir: str, image_paths: Sequence[str]) -> int:
-    """Prints `<file>: <class name> (p=<probability>)` per image; returns the exit code."""
+    """Prints `<file>: <class name> (class <id>, p=<probability>)` per image.
+
+    Unreadable images are reported one line each and give exit code 1, but the
+    readable ones are still classified.
+    """
     try:
         resolved = resolve_model_dir(model_dir)
-        contents = read_images(image_paths)
     except ModelNotFoundError as error:
         print(f"visionpipe: error: {error}", file=sys.stderr)
         return 1
+    readable: list[tuple[str, bytes]] = []
+    exit_code = 0
+    for path in image_paths:
+        try:
+            readable.append((path, read_image(path)))
+        except BadImageError as error:
+            print(f"visionpipe: error: {error}", file=sys.stderr)
+            exit_code = 1
+    if not readable:
+        return exit_code
 
     import tensorflow as tf  # heavy; only after the cheap checks
 
     from trainer_module import serving
 
-    model = tf.saved_model.load(resolved)
-    classify = model.signatures[serving.IMAGE_SIGNATURE]
+    classify = tf.saved_model.load(resolved).signatures[serving.IMAGE_SIGNATURE]
+    outputs = classify(images=tf.constant([content for _, content in readable]))
     print(f"model: {resolved}")
-    exit_code = 0
-    for path, content in zip(image_paths, contents):
-        try:
-            outputs = classify(images=tf.constant([content]))
-        except tf.errors.InvalidArgumentError as error:
-            first_line = (error.message or str(error)).splitlines()[0]
-            print(f"visionpipe: error: {path}: not a decodable PNG/JPEG image ({first_line})", file=sys.stderr)
-            exit_code = 1
-            continue
-        class_id = int(outputs[serving.CLASS_IDS][0])
-        name = outputs[serving.CLASS_NAMES][0].numpy().decode()
-        probability = float(outputs[serving.PROBABILITIES][0][class_id])
+    for row, (path, _) in enumerate(readable):
+        class_id = int(outputs[serving.CLASS_IDS][row])
+        name = outputs[serving.CLASS_NAMES][row].numpy().decode()
+        probability = float(outputs[serving.PROBABILITIES][row][class_id])
         print(f"{path}: {name} (class {class_id}, p={probability:.3f})")
     return exit_code

@@ -18,15 +18,20 @@ shim steps aside and the real module is used.
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
+import os
 import sys
 import types
 
 SQL_UTIL_MODULE = "tfx_bsl.arrow.sql_util"
 
 
-class SqlSlicingUnsupportedError(NotImplementedError):
-    """Raised when something asks for TFDV's SQL slicing, which tfx-bsl 1.21 removed."""
+class SqlSlicingUnsupportedError(Exception):
+    """Raised when something asks for TFDV's SQL slicing, which tfx-bsl 1.21 removed.
+
+    Deliberately not a RuntimeError: TFDV catches RuntimeError from SQL query
+    construction and silently turns it into an "invalid slice".
+    """
 
 
 class RecordBatchSQLSliceQuery:
@@ -41,21 +46,31 @@ class RecordBatchSQLSliceQuery:
 
 
 def _real_module_available() -> bool:
+    """Looks for tfx-bsl's own sql_util on disk without importing tfx-bsl.
+
+    Importing tfx_bsl would import TensorFlow, which the CLI must not do before
+    it has configured TensorFlow's logging.
+    """
     if SQL_UTIL_MODULE in sys.modules:
         return True
-    try:
-        importlib.import_module(SQL_UTIL_MODULE)
-    except ImportError:
+    package = importlib.util.find_spec("tfx_bsl")
+    if package is None or not package.submodule_search_locations:
         return False
-    return True
+    arrow_dir = os.path.join(list(package.submodule_search_locations)[0], "arrow")
+    return any(
+        name.startswith("sql_util.") or name.startswith("sql_util_")
+        for name in (os.listdir(arrow_dir) if os.path.isdir(arrow_dir) else [])
+    )
 
 
 def install() -> None:
-    """Registers the stand-in `tfx_bsl.arrow.sql_util` if tfx-bsl lacks it (idempotent)."""
+    """Registers the stand-in `tfx_bsl.arrow.sql_util` if tfx-bsl lacks it (idempotent).
+
+    Only `sys.modules` is touched: `from tfx_bsl.arrow import sql_util` falls
+    back to it when the package has no such attribute.
+    """
     if _real_module_available():
         return
     shim = types.ModuleType(SQL_UTIL_MODULE, __doc__)
     shim.RecordBatchSQLSliceQuery = RecordBatchSQLSliceQuery  # type: ignore[attr-defined]
     sys.modules[SQL_UTIL_MODULE] = shim
-    arrow_package = importlib.import_module("tfx_bsl.arrow")
-    setattr(arrow_package, "sql_util", shim)

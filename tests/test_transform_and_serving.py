@@ -1,0 +1,128 @@
+"""preprocessing_fn under real tf.Transform (Beam), and both serving signatures."""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+
+import apache_beam as beam
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from PIL import Image
+from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
+
+from components.idx_example_gen.idx_records import encode_png, make_example
+from tests.conftest import synthetic_digits
+from trainer_module import models, preprocessing, serving
+
+IMAGE_SHAPE = (28, 28, 1)
+CLASS_NAMES = tuple(f"class-{i}" for i in range(10))
+RAW_SPEC = {
+    "image": tf.io.FixedLenFeature([1], tf.string),
+    "label": tf.io.FixedLenFeature([1], tf.int64),
+    "example_id": tf.io.FixedLenFeature([1], tf.string),
+}
+
+
+@pytest.fixture(scope="module")
+def transformed(tmp_path_factory):
+    """Runs AnalyzeAndTransformDataset on 40 synthetic images; returns (images, output)."""
+    images, labels = synthetic_digits(40, seed=3)
+    raw = [
+        {"image": [encode_png(image)], "label": [int(label)], "example_id": [b"x"]}
+        for image, label in zip(images, labels)
+    ]
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
+    root = tmp_path_factory.mktemp("tft")
+    transform_dir = str(root / "transform_output")
+    preprocessing_fn = functools.partial(
+        preprocessing.preprocessing_fn, custom_config={"image_shape": list(IMAGE_SHAPE)}
+    )
+    with beam.Pipeline() as pipeline, tft_beam.Context(temp_dir=str(root / "tmp")):
+        raw_data = pipeline | beam.Create(raw)
+        transform_fn = (raw_data, metadata) | tft_beam.AnalyzeDataset(preprocessing_fn)
+        _ = transform_fn | tft_beam.WriteTransformFn(transform_dir)
+        # The raw schema, as TFX's Transform writes it, for raw_feature_spec().
+        _ = metadata | tft_beam.WriteMetadata(
+            os.path.join(transform_dir, tft.TFTransformOutput.RAW_METADATA_DIR), pipeline
+        )
+    # Apply the saved transform graph, exactly as the Trainer and serving do.
+    output = tft.TFTransformOutput(transform_dir).transform_raw_features(
+        {
+            "image": tf.constant([row["image"] for row in raw]),
+            "label": tf.constant([row["label"] for row in raw], dtype=tf.int64),
+        }
+    )
+    rows = [
+        {"image_xf": output["image_xf"][i].numpy(), "label": output["label"][i].numpy()}
+        for i in range(len(raw))
+    ]
+    return images, labels, rows, transform_dir
+
+
+def test_transform_standardizes_with_full_pass_statistics(transformed):
+    images, labels, rows, _ = transformed
+    pixels = np.stack([row["image_xf"] for row in rows]).astype(np.float64)
+    assert pixels.shape == (40, 28, 28, 1)
+    assert abs(pixels.mean()) < 1e-3
+    assert abs(pixels.std() - 1.0) < 1e-3
+    expected = images / 255.0
+    expected = (expected - expected.mean()) / expected.std()
+    np.testing.assert_allclose(pixels[..., 0], expected, atol=1e-3)
+    assert [int(row["label"]) for row in rows] == [int(label) for label in labels]
+
+
+@pytest.fixture(scope="module")
+def exported(transformed, tmp_path_factory):
+    images, labels, rows, transform_dir = transformed
+    model = models.build_model("tutorial_cnn", IMAGE_SHAPE, 10)
+    x = np.stack([row["image_xf"] for row in rows]).astype(np.float32)
+    model.fit(x, np.asarray(labels, dtype=np.int64), epochs=1, batch_size=20, verbose=0)
+    module = serving.ServingModule(
+        model, tft.TFTransformOutput(transform_dir), CLASS_NAMES, IMAGE_SHAPE
+    )
+    export_dir = str(tmp_path_factory.mktemp("export") / "model")
+    serving.export_serving_model(module, export_dir)
+    return images, labels, model, x, tf.saved_model.load(export_dir)
+
+
+def test_saved_model_has_both_signatures(exported):
+    *_, loaded = exported
+    assert set(loaded.signatures) == {serving.EXAMPLE_SIGNATURE, serving.IMAGE_SIGNATURE}
+
+
+def test_example_signature_matches_the_keras_model_on_transformed_input(exported):
+    images, labels, model, x, loaded = exported
+    serialized = [
+        make_example(encode_png(image), int(label), f"t-{i}").SerializeToString()
+        for i, (image, label) in enumerate(zip(images[:8], labels[:8]))
+    ]
+    out = loaded.signatures[serving.EXAMPLE_SIGNATURE](examples=tf.constant(serialized))
+    np.testing.assert_allclose(out[serving.PROBABILITIES].numpy(), model.predict(x[:8], verbose=0), atol=1e-5)
+    np.testing.assert_allclose(out[serving.PROBABILITIES].numpy().sum(axis=1), 1.0, atol=1e-5)
+    ids = out[serving.CLASS_IDS].numpy()
+    assert [name.decode() for name in out[serving.CLASS_NAMES].numpy()] == [CLASS_NAMES[i] for i in ids]
+
+
+def test_image_signature_applies_the_same_transform_as_the_example_signature(exported):
+    images, labels, _, _, loaded = exported
+    pngs = [encode_png(image) for image in images[:8]]
+    by_image = loaded.signatures[serving.IMAGE_SIGNATURE](images=tf.constant(pngs))
+    serialized = [make_example(png, 0, "x").SerializeToString() for png in pngs]
+    by_example = loaded.signatures[serving.EXAMPLE_SIGNATURE](examples=tf.constant(serialized))
+    np.testing.assert_allclose(
+        by_image[serving.PROBABILITIES].numpy(), by_example[serving.PROBABILITIES].numpy(), atol=1e-6
+    )
+
+
+def test_image_signature_accepts_rgb_jpeg_of_another_size(exported):
+    images, *_, loaded = exported
+    rgb = Image.fromarray(np.stack([images[0]] * 3, axis=-1)).resize((56, 56))
+    buffer = io.BytesIO()
+    rgb.save(buffer, format="JPEG")
+    out = loaded.signatures[serving.IMAGE_SIGNATURE](images=tf.constant([buffer.getvalue()]))
+    assert out[serving.PROBABILITIES].shape == (1, 10)
