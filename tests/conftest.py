@@ -35,13 +35,26 @@ def synthetic_digits(count: int, seed: int, image_size: int = 28) -> tuple[np.nd
 
 
 def write_idx_dataset(
-    directory: str, train_count: int = 60, test_count: int = 20, gzip: bool = True, seed: int = 0
+    directory: str,
+    train_count: int = 60,
+    test_count: int = 20,
+    gzip: bool = True,
+    seed: int = 0,
+    test_label_noise: float = 0.0,
 ) -> str:
-    """Writes the four MNIST-format files; returns the directory."""
+    """Writes the four MNIST-format files; returns the directory.
+
+    `test_label_noise` relabels that fraction of the test set at random, which
+    caps the reachable test accuracy (useful to make a model miss a threshold).
+    """
     os.makedirs(directory, exist_ok=True)
     suffix = ".gz" if gzip else ""
     for offset, (prefix, count) in enumerate((("train", train_count), ("t10k", test_count))):
         images, labels = synthetic_digits(count, seed + offset)
+        if prefix == "t10k" and test_label_noise:
+            rng = np.random.default_rng(seed + 100)
+            noisy = rng.random(count) < test_label_noise
+            labels[noisy] = (labels[noisy] + rng.integers(1, 10, noisy.sum())) % 10
         images_stem, labels_stem = IDX_FILES[prefix]
         idx_format.write_idx(os.path.join(directory, images_stem + suffix), images)
         idx_format.write_idx(os.path.join(directory, labels_stem + suffix), labels)

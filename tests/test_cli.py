@@ -1,0 +1,169 @@
+"""`visionpipe` CLI: argument checks and every bad-input case, through the real entry point.
+
+Each bad input must give exit code 1, exactly one error line on stderr naming
+the offending file, and no pipeline output (no pushed model, no summary).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import socket
+
+import numpy as np
+import pytest
+
+from components import idx_format
+from pipeline import cli
+from tests.conftest import write_idx_dataset
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def break_missing_file(data_dir: str) -> str:
+    os.remove(os.path.join(data_dir, "t10k-labels-idx1-ubyte.gz"))
+    return "t10k-labels-idx1-ubyte"
+
+
+def break_wrong_magic(data_dir: str) -> str:
+    path = os.path.join(data_dir, "train-images-idx3-ubyte.gz")
+    with gzip.open(path, "rb") as handle:
+        content = bytearray(handle.read())
+    content[2:4] = b"\x08\x01"  # claims to be a 1-D label file
+    with gzip.open(path, "wb") as handle:
+        handle.write(bytes(content))
+    return "train-images-idx3-ubyte.gz"
+
+
+def break_truncated_gzip(data_dir: str) -> str:
+    path = os.path.join(data_dir, "train-images-idx3-ubyte.gz")
+    with open(path, "rb") as handle:
+        content = handle.read()
+    with open(path, "wb") as handle:
+        handle.write(content[: len(content) // 2])
+    return "train-images-idx3-ubyte.gz"
+
+
+def break_corrupt_gzip(data_dir: str) -> str:
+    path = os.path.join(data_dir, "t10k-images-idx3-ubyte.gz")
+    with open(path, "rb") as handle:
+        content = bytearray(handle.read())
+    for offset in range(40, min(len(content) - 10, 200)):
+        content[offset] ^= 0x5A
+    with open(path, "wb") as handle:
+        handle.write(bytes(content))
+    return "t10k-images-idx3-ubyte.gz"
+
+
+def break_count_mismatch(data_dir: str) -> str:
+    idx_format.write_idx(
+        os.path.join(data_dir, "train-labels-idx1-ubyte.gz"), np.zeros(59, dtype=np.uint8)
+    )
+    return "train-"
+
+
+def break_label_range(data_dir: str) -> str:
+    labels = np.zeros(60, dtype=np.uint8)
+    labels[33] = 10
+    idx_format.write_idx(os.path.join(data_dir, "train-labels-idx1-ubyte.gz"), labels)
+    return "train-labels-idx1-ubyte.gz"
+
+
+def break_image_dimensions(data_dir: str) -> str:
+    idx_format.write_idx(
+        os.path.join(data_dir, "t10k-images-idx3-ubyte.gz"), np.zeros((20, 32, 32), dtype=np.uint8)
+    )
+    return "t10k-images-idx3-ubyte.gz"
+
+
+def break_empty_dir(data_dir: str) -> str:
+    shutil.rmtree(data_dir)
+    os.makedirs(data_dir)
+    return data_dir
+
+
+BREAKAGES = [
+    break_missing_file,
+    break_wrong_magic,
+    break_truncated_gzip,
+    break_corrupt_gzip,
+    break_count_mismatch,
+    break_label_range,
+    break_image_dimensions,
+    break_empty_dir,
+]
+
+
+@pytest.mark.parametrize("breakage", BREAKAGES, ids=lambda f: f.__name__[len("break_"):])
+def test_bad_input_gives_one_line_naming_the_file_and_exit_1(tmp_path, capsys, breakage):
+    data_dir = write_idx_dataset(str(tmp_path / "data"), train_count=60, test_count=20)
+    named = breakage(data_dir)
+    output_dir = tmp_path / "out"
+    code, out, err = run_cli(
+        capsys, "run", "--data-dir", data_dir, "--output-dir", str(output_dir)
+    )
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("visionpipe: error: ") and named in lines[0], lines[0]
+    assert not (output_dir / "serving_model").exists()
+    assert not (output_dir / "run_summary.json").exists()
+
+
+def test_missing_data_dir(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "run", "--data-dir", str(tmp_path / "nope"), "--output-dir", str(tmp_path))
+    assert code == 1 and "nope" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--epochs", "0"],
+        ["run", "--batch-size", "-3"],
+        ["run", "--accuracy-threshold", "1.5"],
+        ["run", "--model", "resnet9000"],
+        ["run", "--dataset", "imagenet"],
+        ["fetch"],
+        ["predict", "--model-dir", "x"],
+    ],
+)
+def test_bad_arguments_exit_2(capsys, argv):
+    with pytest.raises(SystemExit) as caught:
+        cli.main(argv)
+    assert caught.value.code == 2
+
+
+def test_non_default_dataset_needs_a_data_dir(capsys):
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["run", "--dataset", "mnist"])
+    assert "--data-dir is required for --dataset mnist" in str(caught.value.code)
+
+
+def test_fetch_offline_is_one_clear_line(tmp_path, capsys, monkeypatch):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("VISIONPIPE_MIRROR_URL", f"http://127.0.0.1:{port}/")
+    code, _, err = run_cli(capsys, "fetch", "--dataset", "mnist", "--data-dir", str(tmp_path))
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1 and "could not download" in err
+
+
+def test_predict_without_a_model(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "predict", "--model-dir", str(tmp_path), "image.png")
+    assert code == 1 and "no SavedModel found" in err
+
+
+def test_predict_rejects_a_non_image_before_loading_anything(tmp_path, capsys):
+    version = tmp_path / "serving_model" / "p" / "123"
+    version.mkdir(parents=True)
+    (version / "saved_model.pb").write_bytes(b"")
+    bogus = tmp_path / "bogus.png"
+    bogus.write_text("not an image")
+    code, _, err = run_cli(capsys, "predict", "--model-dir", str(tmp_path), str(bogus))
+    assert code == 1 and "bogus.png: not a readable PNG/JPEG image" in err

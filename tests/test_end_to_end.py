@@ -1,0 +1,133 @@
+"""The whole pipeline, for real: LocalDagRunner, Beam, TFT, Keras, TFMA, Pusher.
+
+One module-scoped run on a few hundred synthetic MNIST-format examples, then
+follow-up runs in the same output dir that exercise caching, the "not blessed"
+exit code, bad data after a good run, and the TFX CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from components.idx_example_gen.idx_records import encode_png
+from pipeline import cli
+from tests.conftest import synthetic_digits, write_idx_dataset
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAINING_ARGS = ["--model", "tutorial_cnn", "--epochs", "2", "--batch-size", "32"]
+
+
+def pushed_versions(output_dir: str) -> list[str]:
+    base = os.path.join(output_dir, "serving_model", "visionpipe-mnist")
+    return sorted(os.listdir(base)) if os.path.isdir(base) else []
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    # 30% of test labels are wrong on purpose: accuracy tops out near 0.7, so a
+    # 0.95 bar is out of reach for the follow-up run.
+    data_dir = write_idx_dataset(
+        str(root / "data"), train_count=360, test_count=120, seed=7, test_label_noise=0.3
+    )
+    output_dir = str(root / "out")
+    code = cli.main(
+        ["run", "--dataset", "mnist", "--data-dir", data_dir, "--output-dir", output_dir,
+         "--accuracy-threshold", "0.5", *TRAINING_ARGS]
+    )
+    with open(os.path.join(output_dir, "run_summary.json"), encoding="utf-8") as handle:
+        summary = json.load(handle)
+    return code, summary, data_dir, output_dir
+
+
+def test_run_pushes_a_blessed_model_and_writes_the_summary(first_run):
+    code, summary, _, output_dir = first_run
+    assert code == 0
+    assert summary["dataset"] == "mnist" and summary["model"] == "tutorial_cnn"
+    assert summary["blessed"] is True
+    assert 0.5 < summary["test_accuracy"] < 0.95
+    assert set(summary["per_class_accuracy"]) == {str(d) for d in range(10)}
+    for component in ("FileBasedExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator", "Pusher"):
+        assert summary["components"][component] >= 0
+    pushed = summary["pushed_model_dir"]
+    assert pushed and os.path.isfile(os.path.join(pushed, "saved_model.pb"))
+    assert os.path.dirname(pushed) == os.path.join(output_dir, "serving_model", "visionpipe-mnist")
+
+
+def test_pushed_model_classifies_a_png_through_the_image_signature(first_run, tmp_path, capsys):
+    *_, output_dir = first_run
+    images, labels = synthetic_digits(10, seed=8)  # every class once, fresh samples
+    paths = []
+    for index, image in enumerate(images):
+        path = tmp_path / f"digit{index}.png"
+        path.write_bytes(encode_png(image))
+        paths.append(str(path))
+    capsys.readouterr()
+    assert cli.main(["predict", "--model-dir", output_dir, *paths]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith(str(tmp_path))]
+    predicted = [int(line.split("(class ")[1].split(",")[0]) for line in lines]
+    correct = sum(int(p == l) for p, l in zip(predicted, labels))
+    assert len(predicted) == 10 and correct >= 7, lines
+
+
+def test_rerun_with_a_higher_bar_reuses_the_cache_and_exits_3(first_run):
+    _, first_summary, data_dir, output_dir = first_run
+    before = pushed_versions(output_dir)
+    code = cli.main(
+        ["run", "--dataset", "mnist", "--data-dir", data_dir, "--output-dir", output_dir,
+         "--accuracy-threshold", "0.95", *TRAINING_ARGS]
+    )
+    with open(os.path.join(output_dir, "run_summary.json"), encoding="utf-8") as handle:
+        summary = json.load(handle)
+    assert code == 3
+    assert summary["blessed"] is False and summary["pushed_model_dir"] is None
+    assert pushed_versions(output_dir) == before
+    # Everything up to the Trainer was reused: same inputs, same model, same accuracy.
+    assert summary["test_accuracy"] == pytest.approx(first_summary["test_accuracy"])
+    assert summary["components"]["Trainer"] < first_summary["components"]["Trainer"]
+
+
+def test_bad_data_after_a_good_run_keeps_earlier_results(first_run, tmp_path, capsys):
+    *_, output_dir = first_run
+    summary_path = os.path.join(output_dir, "run_summary.json")
+    with open(summary_path, "rb") as handle:
+        summary_before = handle.read()
+    before = pushed_versions(output_dir)
+    broken = write_idx_dataset(str(tmp_path / "broken"), train_count=30, test_count=10)
+    os.remove(os.path.join(broken, "train-images-idx3-ubyte.gz"))
+    code = cli.main(["run", "--dataset", "mnist", "--data-dir", broken, "--output-dir", output_dir])
+    assert code == 1
+    assert "train-images-idx3-ubyte" in capsys.readouterr().err
+    assert pushed_versions(output_dir) == before
+    with open(summary_path, "rb") as handle:
+        assert handle.read() == summary_before
+
+
+def test_tfx_cli_creates_and_runs_the_same_pipeline(first_run, tmp_path):
+    _, _, data_dir, output_dir = first_run
+    environment = dict(
+        os.environ,
+        HOME=str(tmp_path),
+        VISIONPIPE_DATASET="mnist",
+        VISIONPIPE_DATA_DIR=data_dir,
+        VISIONPIPE_OUTPUT_DIR=output_dir,
+        VISIONPIPE_MODEL="tutorial_cnn",
+        VISIONPIPE_EPOCHS="2",
+        VISIONPIPE_BATCH_SIZE="32",
+        VISIONPIPE_ACCURACY_THRESHOLD="0.5",
+    )
+    tfx = os.path.join(os.path.dirname(sys.executable), "tfx")
+    for command in (
+        [tfx, "pipeline", "create", "--engine", "local", "--pipeline_path", "pipeline/local_runner.py"],
+        [tfx, "run", "create", "--engine", "local", "--pipeline_name", "visionpipe-mnist"],
+    ):
+        result = subprocess.run(
+            command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=600
+        )
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert os.path.isfile(os.path.join(tmp_path, "tfx", "local", "visionpipe-mnist", "pipeline_args.json"))
