@@ -25,9 +25,16 @@ ACCURACY_METRIC = "SparseCategoricalAccuracy"
 ACCURACY_KEY = "sparse_categorical_accuracy"
 PREDICTION_KEY = "probabilities"
 EVALUATION_SPLIT = "test"
-# Beam runs in-process: on a 2-core machine, worker processes cost more in
+# Beam runs in-process on the FnApiRunner. Naming it explicitly matters: Beam
+# 2.77's DirectRunner first tries the Prism runner, which downloads a binary
+# from the internet (failing offline, or silently switching runners online).
+# In-process workers: on a 2-core machine, worker processes cost more in
 # pickling than they win in parallelism, and in-process keeps the tfx-bsl shim.
-DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+DEFAULT_BEAM_ARGS = (
+    "--runner=FnApiRunner",
+    "--direct_running_mode=in_memory",
+    "--direct_num_workers=1",
+)
 
 
 def make_eval_config(accuracy_threshold: float, change_threshold: float) -> tfma.EvalConfig:

@@ -46,6 +46,7 @@ def build_summary(config: RunConfig, outcome: run_results.RunOutcome, seconds: d
         "components": seconds,
         "test_accuracy": outcome.test_accuracy,
         "per_class_accuracy": outcome.per_class_accuracy,
+        "training": outcome.training,
         "blessed": outcome.blessed,
         "pushed_model_dir": outcome.pushed_model_dir,
         "evaluation_uri": outcome.evaluation_uri,

@@ -18,6 +18,8 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 
+from trainer_module.run_fn import TRAINING_SUMMARY_FILE
+
 ACCURACY_KEY = "sparse_categorical_accuracy"
 CANDIDATE_MODEL_NAMES = ("", "candidate")
 
@@ -29,6 +31,7 @@ class RunOutcome:
     blessed: bool
     pushed_model_dir: str | None
     evaluation_uri: str | None
+    training: dict  # trainer_module.run_fn's training_summary.json ({} if missing)
 
 
 def _latest_outputs(
@@ -101,6 +104,13 @@ def read_outcome(
             if _int_property(artifact, "pushed"):
                 pushed_dir = _string_property(artifact, "pushed_destination") or None
 
+    training: dict = {}
+    for artifact in _latest_outputs(store, pipeline_name, "Trainer"):
+        summary_path = os.path.join(artifact.uri, TRAINING_SUMMARY_FILE)
+        if os.path.isfile(summary_path):
+            with open(summary_path, encoding="utf-8") as handle:
+                training = json.load(handle)
+
     accuracy, per_class = (None, {})
     if evaluation is not None and os.path.isdir(evaluation.uri):
         accuracy, per_class = read_accuracy(evaluation.uri, class_names)
@@ -110,6 +120,7 @@ def read_outcome(
         blessed=blessed,
         pushed_model_dir=pushed_dir,
         evaluation_uri=evaluation.uri if evaluation is not None else None,
+        training=training,
     )
 
 

@@ -76,10 +76,11 @@ def test_transform_standardizes_with_full_pass_statistics(transformed):
     assert [int(row["label"]) for row in rows] == [int(label) for label in labels]
 
 
-@pytest.fixture(scope="module")
-def exported(transformed, tmp_path_factory):
+@pytest.fixture(scope="module", params=["tutorial_cnn", "deep_cnn"])
+def exported(request, transformed, tmp_path_factory):
+    """Each zoo model trained one epoch and exported (deep_cnn has random layers)."""
     images, labels, rows, transform_dir = transformed
-    model = models.build_model("tutorial_cnn", IMAGE_SHAPE, 10)
+    model = models.build_model(request.param, IMAGE_SHAPE, 10)
     x = np.stack([row["image_xf"] for row in rows]).astype(np.float32)
     model.fit(x, np.asarray(labels, dtype=np.int64), epochs=1, batch_size=20, verbose=0)
     module = serving.ServingModule(

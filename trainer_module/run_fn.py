@@ -9,6 +9,8 @@ exports the serving SavedModel with the TFT transform inside.
 from __future__ import annotations
 
 import dataclasses
+import json
+import time
 from typing import Any
 
 import tensorflow as tf
@@ -20,6 +22,7 @@ from tfx_bsl.public import tfxio
 from trainer_module import accelerator, callbacks, features, models, serving
 
 SHUFFLE_BUFFER = 10_000
+TRAINING_SUMMARY_FILE = "training_summary.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +77,28 @@ def make_dataset(
     ).prefetch(tf.data.AUTOTUNE)
 
 
+def write_training_summary(
+    model_run_dir: str,
+    config: TrainingConfig,
+    device: str,
+    fit_seconds: float,
+    history: dict[str, list[float]],
+) -> None:
+    """Records how long `model.fit` took, so runs and benchmarks can tell training
+    time apart from the pipeline's own overhead."""
+    summary = {
+        "model": config.model,
+        "device": device,
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "fit_seconds": round(fit_seconds, 2),
+        "final_metrics": {name: float(values[-1]) for name, values in history.items() if values},
+    }
+    tf.io.gfile.makedirs(model_run_dir)
+    with tf.io.gfile.GFile(f"{model_run_dir}/{TRAINING_SUMMARY_FILE}", "w") as handle:
+        handle.write(json.dumps(summary, indent=2))
+
+
 def run_fn(fn_args: FnArgs) -> None:
     """Trains the configured model and exports the serving SavedModel."""
     config = TrainingConfig.from_custom_config(fn_args.custom_config)
@@ -91,13 +116,15 @@ def run_fn(fn_args: FnArgs) -> None:
     model = models.build_model(
         config.model, config.image_shape, len(config.class_names), config.hparams
     )
-    model.fit(
+    fit_started = time.monotonic()
+    history = model.fit(
         train_dataset,
         validation_data=eval_dataset,
         epochs=config.epochs,
         callbacks=callbacks.training_callbacks(fn_args.model_run_dir, config.hparams),
         verbose=2,
     )
+    write_training_summary(fn_args.model_run_dir, config, device, time.monotonic() - fit_started, history.history)
 
     module = serving.ServingModule(
         model, tf_transform_output, config.class_names, config.image_shape

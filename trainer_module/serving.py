@@ -40,6 +40,10 @@ class ServingModule(tf.Module):
     ) -> None:
         super().__init__(name="visionpipe_serving")
         self.model = model
+        # Keras 3 keeps random-layer seed states (augmentation, dropout) outside
+        # what tf.Module tracking sees through `model`; listing every variable
+        # makes them reachable so tf.saved_model.save can serialize the graph.
+        self.model_variables = list(model.variables)
         self.tft_layer = tf_transform_output.transform_features_layer()
         self._class_names = tf.constant(list(class_names))
         self._image_shape = tuple(image_shape)

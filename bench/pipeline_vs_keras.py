@@ -1,0 +1,189 @@
+"""Benchmark: the full visionpipe pipeline vs. the same model in a plain Keras script.
+
+Runs, in one process and one after the other on the same machine:
+1. `visionpipe run` on the full dataset (default: Fashion-MNIST from Debian's
+   dataset-fashion-mnist package) with the default model;
+2. the same model, hyperparameters, epochs, batch size and train/eval split,
+   trained by a plain Keras script on NumPy arrays (no TFX, no Beam, no TFT):
+   the tutorial way.
+Then prints a Markdown table (and writes it with the raw figures under
+bench/results/): wall seconds per component, ExampleGen and Transform
+examples/s, trainer images/s, test accuracy, and the pipeline's overhead
+(everything but model.fit) as seconds and as a ratio.
+
+    uv run python bench/pipeline_vs_keras.py [--epochs N] [--data-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from components import idx_format  # noqa: E402
+from components.idx_example_gen import component as example_gen_component  # noqa: E402
+from components.idx_example_gen.executor import split_bucket  # noqa: E402
+from pipeline import configs  # noqa: E402
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+def load_split(data_dir: str, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    images_path = idx_format.find_idx_file(data_dir, f"{prefix}-images-idx3-ubyte")
+    labels_path = idx_format.find_idx_file(data_dir, f"{prefix}-labels-idx1-ubyte")
+    images = np.concatenate(list(idx_format.iter_idx_chunks(images_path)))
+    labels = np.concatenate(list(idx_format.iter_idx_chunks(labels_path)))
+    return images, labels.astype(np.int64)
+
+
+def plain_keras(data_dir: str, args: argparse.Namespace) -> dict:
+    """The tutorial-style baseline: NumPy arrays in memory, standardize, fit, evaluate."""
+    import tensorflow as tf  # noqa: F401  (imported here so the pipeline run goes first)
+
+    from trainer_module import accelerator, callbacks, models
+
+    started = time.monotonic()
+    train_images, train_labels = load_split(data_dir, "train")
+    test_images, test_labels = load_split(data_dir, "t10k")
+    # The pipeline's exact train/eval split: same ids, same hash, same weights.
+    weights = example_gen_component.DEFAULT_TRAIN_EVAL_WEIGHTS
+    buckets = np.array(
+        [split_bucket(f"train-{i:06d}".encode(), sum(weights)) for i in range(len(train_labels))]
+    )
+    is_train = buckets < weights[0]
+    scaled = train_images[is_train].astype(np.float32) / 255.0
+    mean, std = scaled.mean(), scaled.std()
+
+    def standardize(images: np.ndarray) -> np.ndarray:
+        return ((images.astype(np.float32) / 255.0 - mean) / std)[..., np.newaxis]
+
+    x_train, y_train = standardize(train_images[is_train]), train_labels[is_train]
+    x_eval, y_eval = standardize(train_images[~is_train]), train_labels[~is_train]
+    x_test = standardize(test_images)
+    accelerator.configure_accelerator()
+    hparams = models.ModelHParams()
+    model = models.build_model(args.model, (28, 28, 1), 10, hparams)
+    prepared = time.monotonic()
+    model.fit(
+        x_train,
+        y_train,
+        validation_data=(x_eval, y_eval),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        callbacks=callbacks.training_callbacks(os.path.join(args.work_dir, "keras_logs"), hparams),
+        verbose=2,
+    )
+    fitted = time.monotonic()
+    _, test_accuracy = model.evaluate(x_test, test_labels, batch_size=512, verbose=0)
+    return {
+        "total_seconds": round(time.monotonic() - started, 2),
+        "fit_seconds": round(fitted - prepared, 2),
+        "train_examples": int(is_train.sum()),
+        "test_accuracy": float(test_accuracy),
+    }
+
+
+def run_pipeline(data_dir: str, args: argparse.Namespace) -> dict:
+    from pipeline import run_command
+
+    config = configs.RunConfig(
+        dataset="fashion_mnist",
+        data_dir=data_dir,
+        output_dir=os.path.join(args.work_dir, "pipeline_output"),
+        model=args.model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        accuracy_threshold=0.0,
+    ).absolute()
+    started = time.monotonic()
+    code = run_command.run(config)
+    wall = time.monotonic() - started
+    if code not in (0, 3):
+        raise SystemExit(f"pipeline run failed with exit code {code}")
+    with open(config.summary_path, encoding="utf-8") as handle:
+        summary = json.load(handle)
+    summary["wall_seconds_including_setup"] = round(wall, 2)
+    return summary
+
+
+def render_table(pipeline: dict, keras: dict, counts: dict) -> str:
+    seconds = pipeline["components"]
+    fit = pipeline["training"]["fit_seconds"]
+    total = pipeline["total_seconds"]
+    overhead = total - fit
+    rows = [("Component", "wall s")]
+    rows += [(name, f"{value:.1f}") for name, value in seconds.items()]
+    rows += [
+        ("**pipeline total**", f"{total:.1f}"),
+        ("of which model.fit", f"{fit:.1f}"),
+        ("**pipeline overhead (total - fit)**", f"{overhead:.1f}"),
+    ]
+    lines = ["| " + " | ".join(row) + " |" for row in rows]
+    lines.insert(1, "|---|---:|")
+    example_gen = seconds.get("FileBasedExampleGen", 0.0)
+    transform = seconds.get("Transform", 0.0)
+    figures = [
+        ("ExampleGen examples/s", f"{counts['all'] / example_gen:,.0f}" if example_gen else "n/a", ""),
+        ("Transform examples/s (analyze train + transform train/eval)", f"{counts['train_and_eval'] / transform:,.0f}" if transform else "n/a", ""),
+        ("Trainer images/s (model.fit)", f"{counts['train'] * pipeline['epochs'] / fit:,.0f}", f"{keras['train_examples'] * pipeline['epochs'] / keras['fit_seconds']:,.0f}"),
+        ("model.fit seconds", f"{fit:.1f}", f"{keras['fit_seconds']:.1f}"),
+        ("end-to-end seconds", f"{total:.1f}", f"{keras['total_seconds']:.1f}"),
+        ("test accuracy", f"{pipeline['test_accuracy']:.4f}", f"{keras['test_accuracy']:.4f}"),
+        ("overhead beyond model.fit", f"{overhead:.1f} s", f"{keras['total_seconds'] - keras['fit_seconds']:.1f} s"),
+        ("end-to-end ratio pipeline / plain Keras", f"{total / keras['total_seconds']:.2f}x", ""),
+    ]
+    lines += ["", "| Figure | pipeline | plain Keras |", "|---|---:|---:|"]
+    lines += [f"| {name} | {a} | {b} |" for name, a, b in figures]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=FASHION_MNIST_DIR)
+    parser.add_argument("--model", default=configs.DEFAULT_MODEL)
+    parser.add_argument("--epochs", type=int, default=configs.DEFAULT_EPOCHS)
+    parser.add_argument("--batch-size", type=int, default=configs.DEFAULT_BATCH_SIZE)
+    parser.add_argument("--work-dir", default=os.path.join(REPO_ROOT, "bench", "results", "work"))
+    args = parser.parse_args()
+
+    if not os.path.isdir(args.data_dir):
+        raise SystemExit(f"{args.data_dir}: not found (apt-get install dataset-fashion-mnist)")
+    sources = idx_format.validate_idx_dataset(args.data_dir)
+    os.makedirs(args.work_dir, exist_ok=True)
+
+    pipeline = run_pipeline(args.data_dir, args)
+    keras = plain_keras(args.data_dir, args)
+    train_and_eval = sources["train"].count
+    counts = {
+        "all": train_and_eval + sources["t10k"].count,
+        "train_and_eval": train_and_eval,
+        "train": keras["train_examples"],
+    }
+    table = render_table(pipeline, keras, counts)
+    header = (
+        f"visionpipe benchmark, {datetime.date.today()}: {args.model}, {args.epochs} epochs, "
+        f"batch {args.batch_size}, data {args.data_dir}, {os.cpu_count()} CPU cores, "
+        f"{pipeline['training'].get('device', '?')}"
+    )
+    print("\n" + header + "\n\n" + table)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    results_dir = os.path.join(REPO_ROOT, "bench", "results")
+    os.makedirs(results_dir, exist_ok=True)
+    with open(os.path.join(results_dir, f"bench-{stamp}.md"), "w", encoding="utf-8") as handle:
+        handle.write(header + "\n\n" + table + "\n")
+    with open(os.path.join(results_dir, f"bench-{stamp}.json"), "w", encoding="utf-8") as handle:
+        json.dump({"pipeline": pipeline, "plain_keras": keras, "counts": counts, "args": vars(args)}, handle, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
