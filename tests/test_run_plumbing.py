@@ -1,0 +1,67 @@
+"""Small pieces of `visionpipe run`: progress lines, error condensing, env config."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+
+from pipeline import errors, local_runner
+from pipeline.configs import RunConfig
+from pipeline.progress import ComponentProgress
+
+
+def emit(handler: logging.Handler, message: str, *args: object) -> None:
+    handler.handle(logging.LogRecord("absl", logging.INFO, __file__, 1, message, args, None))
+
+
+def test_progress_prints_one_line_per_component_event_and_records_seconds():
+    stream = io.StringIO()
+    progress = ComponentProgress(component_count=2, stream=stream)
+    emit(progress, "Component %s is running.", "Transform")
+    emit(progress, "A cached execution %d is used.", 7)
+    emit(progress, "Component %s is finished.", "Transform")
+    emit(progress, "Component %s is running.", "Trainer")
+    emit(progress, "something else entirely")
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "[1/2] Transform ..."
+    assert lines[1].startswith("[1/2] Transform done in ") and lines[1].endswith("(cached)")
+    assert lines[2] == "[2/2] Trainer ..."
+    assert set(progress.seconds) == {"Transform"}
+    assert progress.current_component == "Trainer"
+
+
+def test_one_line_finds_the_root_cause_and_drops_beams_step_suffix():
+    try:
+        try:
+            raise ValueError("data/x.gz: label 12 at index 7 is outside 0-9 [while running 'Read/Decode']\nTraceback...")
+        except ValueError as inner:
+            raise RuntimeError("Pipeline failed") from inner
+    except RuntimeError as outer:
+        assert errors.one_line(outer) == "data/x.gz: label 12 at index 7 is outside 0-9"
+
+
+def test_one_line_of_an_empty_message_names_the_type():
+    assert errors.one_line(KeyError()) == "KeyError"
+
+
+def test_config_from_environment_overrides_defaults(tmp_path):
+    config = local_runner.config_from_environment(
+        {
+            "VISIONPIPE_DATASET": "mnist",
+            "VISIONPIPE_DATA_DIR": str(tmp_path),
+            "VISIONPIPE_EPOCHS": "3",
+            "VISIONPIPE_ACCURACY_THRESHOLD": "0.7",
+        }
+    )
+    assert (config.dataset, config.data_dir, config.epochs, config.accuracy_threshold) == (
+        "mnist", str(tmp_path), 3, 0.7,
+    )
+    assert config.pipeline_name == "visionpipe-mnist"
+    assert config.model == RunConfig().model
+
+
+def test_config_from_environment_rejects_a_bad_number():
+    with pytest.raises(ValueError):
+        local_runner.config_from_environment({"VISIONPIPE_EPOCHS": "many"})
