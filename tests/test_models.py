@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer_module import accelerator
+from trainer_module import accelerator, model_names
 from trainer_module.callbacks import EpochDiagnostics, training_callbacks
 from trainer_module.models import MODEL_NAMES, ModelHParams, build_model
 
@@ -113,6 +113,10 @@ def test_build_model_compiles_with_hparams() -> None:
     assert isinstance(model.loss, keras.losses.SparseCategoricalCrossentropy)
 
 
+def test_zoo_matches_the_tensorflow_free_name_list() -> None:
+    assert MODEL_NAMES == model_names.MODEL_NAMES
+
+
 def test_unknown_model_name_lists_valid_names() -> None:
     with pytest.raises(ValueError, match="tutorial_cnn, deep_cnn"):
         build_model("resnet9000", MNIST_SHAPE, NUM_CLASSES)
@@ -137,6 +141,7 @@ def test_deep_cnn_fits_the_cpu_compute_budget() -> None:
 
     assert len(convs) == 6
     assert all(conv.kernel_size == (3, 3) for conv in convs)
+    assert _macs(model) == 13_977_344  # the figure in the models docstring
     assert _macs(model) <= DEEP_CNN_MAC_BUDGET
     assert len(model.losses) == 7  # L2 on six conv kernels and the output kernel
 
@@ -259,9 +264,8 @@ FAKE_GPUS = [
 def _pretend_gpus(monkeypatch: pytest.MonkeyPatch, gpus: list) -> dict[str, bool]:
     """Makes TF report `gpus`; returns the memory-growth settings it receives.
 
-    list_physical_devices is the function under the brief's control; the two
-    per-device calls have to be faked with it because TF rejects devices it did
-    not enumerate itself.
+    TF rejects PhysicalDevice objects it did not enumerate itself, so the two
+    per-device calls are faked along with the device listing.
     """
     real_list = tf.config.list_physical_devices
     memory_growth: dict[str, bool] = {}
