@@ -43,14 +43,19 @@ def describe_anomalies(anomalies_artifact: tfx.types.standard_artifacts.ExampleA
     return problems
 
 
-@tfx.dsl.components.component
-def AnomalyGate(  # pylint: disable=invalid-name  (TFX component naming)
-    anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
-) -> None:
-    """Raises DataAnomaliesError if ExampleValidator reported any anomaly."""
-    problems = describe_anomalies(anomalies)
+def check_anomalies(anomalies_artifact: tfx.types.standard_artifacts.ExampleAnomalies) -> None:
+    """Raises DataAnomaliesError (one line: the first problem and how many more)."""
+    problems = describe_anomalies(anomalies_artifact)
     if problems:
         raise DataAnomaliesError(
             f"data does not match the schema: {problems[0]}"
             + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
         )
+
+
+@tfx.dsl.components.component
+def AnomalyGate(  # pylint: disable=invalid-name  (TFX component naming)
+    anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
+) -> None:
+    """Fails the pipeline if ExampleValidator reported any anomaly."""
+    check_anomalies(anomalies)
