@@ -34,7 +34,10 @@ class RunConfig:
     accuracy_threshold: float = DEFAULT_ACCURACY_THRESHOLD
     change_threshold: float = DEFAULT_CHANGE_THRESHOLD
     train_eval_weights: tuple[int, int] = (5, 1)
-    learning_rate: float = 1e-3
+    # Adam at 2e-3 decayed by 0.75 per epoch: with batch norm the network takes
+    # the larger start, and the fast decay anneals it within a CPU-sized budget.
+    learning_rate: float = 2e-3
+    lr_decay_rate: float = 0.75
     adam_beta1: float = 0.9
     augment: bool = True
 

@@ -93,6 +93,7 @@ def training_custom_config(config: RunConfig) -> dict[str, Any]:
         "class_names": list(spec.class_names),
         "hparams": {
             "learning_rate": config.learning_rate,
+            "lr_decay_rate": config.lr_decay_rate,
             "adam_beta1": config.adam_beta1,
             "augment": config.augment,
         },
