@@ -22,6 +22,7 @@ from tfx_bsl.public import tfxio
 from trainer_module import accelerator, callbacks, features, models, serving
 
 SHUFFLE_BUFFER = 10_000
+TRANSFORM_BATCH_SIZE = 512  # examples per transform-graph call
 TRAINING_SUMMARY_FILE = "training_summary.json"
 
 
@@ -58,22 +59,19 @@ def make_dataset(
     batch_size: int,
     shuffle: bool,
 ) -> tf.data.Dataset:
-    """One epoch of (standardized image batch, label batch) from RAW examples.
+    """(standardized image batch, label batch) pairs from RAW examples, one epoch per pass.
 
     The Transform component does not materialize transformed examples (a
     standardized float image is ~10x larger than its PNG, so writing and
     re-reading them costs more than recomputing). Instead the saved transform
-    graph is applied here, in parallel tf.data map calls: the same graph
-    serving uses.
+    graph is applied here, the same graph serving uses, once: the transformed
+    split is cached in memory (~160 MB for 50,000 28x28 images) and every
+    later epoch only reshuffles it. Without the cache, decoding every PNG again
+    each epoch cost ~25 s per Fashion-MNIST epoch on 2 cores.
     """
     raw_batches = data_accessor.tf_dataset_factory(
         file_pattern,
-        tfxio.TensorFlowDatasetOptions(
-            batch_size=batch_size,
-            num_epochs=1,
-            shuffle=shuffle,
-            shuffle_buffer_size=SHUFFLE_BUFFER,
-        ),
+        tfxio.TensorFlowDatasetOptions(batch_size=TRANSFORM_BATCH_SIZE, num_epochs=1, shuffle=False),
         tf_transform_output.raw_metadata.schema,
     )
     transform_layer = tf_transform_output.transform_features_layer()
@@ -82,9 +80,12 @@ def make_dataset(
         transformed = transform_layer(raw)
         return transformed[features.TRANSFORMED_IMAGE_KEY], transformed[features.LABEL_KEY]
 
-    return raw_batches.map(transform, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
-        tf.data.AUTOTUNE
+    examples = (
+        raw_batches.map(transform, num_parallel_calls=tf.data.AUTOTUNE).cache().unbatch()
     )
+    if shuffle:
+        examples = examples.shuffle(SHUFFLE_BUFFER, reshuffle_each_iteration=True)
+    return examples.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def write_training_summary(
