@@ -6,7 +6,6 @@ Follows the TFX template layout: this module only wires components; runners
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import tensorflow_model_analysis as tfma
@@ -22,7 +21,6 @@ from trainer_module import features
 PREPROCESSING_FN = "trainer_module.preprocessing.preprocessing_fn"
 RUN_FN = "trainer_module.run_fn.run_fn"
 ACCURACY_METRIC = "SparseCategoricalAccuracy"
-ACCURACY_KEY = "sparse_categorical_accuracy"
 PREDICTION_KEY = "probabilities"
 EVALUATION_SPLIT = "test"
 INFERENCE_BATCH_SIZE = 256
@@ -188,7 +186,3 @@ def create_pipeline(
         beam_pipeline_args=list(beam_pipeline_args),
     )
 
-
-def describe(config: RunConfig) -> dict[str, Any]:
-    """The config as plain JSON-able data (for logs and the run summary)."""
-    return dataclasses.asdict(config)
