@@ -412,10 +412,13 @@ def _check_data_dir(data_dir: str) -> None:
         raise _error(data_dir, f"no MNIST-format IDX files found (expected {expected})")
 
 
-def _check_split_headers(
+def check_split_headers(
     data_dir: str, split: str, image_shape: tuple[int, int]
 ) -> IdxSplitSource:
-    """Cheap checks of one split: files present, magic numbers, image size, counts agree."""
+    """Cheap checks of one split: files present, magic numbers, image size, counts agree.
+
+    Public because the IDX ExampleGen executor runs the same checks before it streams.
+    """
     images_stem, labels_stem = _split_stems(split)
     images_path = find_idx_file(data_dir, images_stem)
     labels_path = find_idx_file(data_dir, labels_stem)
@@ -481,7 +484,7 @@ def validate_idx_dataset(
     if not 1 <= num_classes <= 256:
         raise ValueError(f"num_classes must be in 1..256 for uint8 labels, got {num_classes}")
     _check_data_dir(data_dir)
-    sources = {split: _check_split_headers(data_dir, split, image_shape) for split in SPLIT_NAMES}
+    sources = {split: check_split_headers(data_dir, split, image_shape) for split in SPLIT_NAMES}
     for source in sources.values():
         if full_scan:
             _scan_labels(source.labels_path, num_classes)

@@ -113,8 +113,10 @@ def test_count_mismatch_fails_before_reading(tmp_path):
     idx_format.write_idx(
         os.path.join(data_dir, "t10k-labels-idx1-ubyte.gz"), np.zeros(9, dtype=np.uint8)
     )
-    with pytest.raises(idx_format.IdxFormatError, match="10 images but t10k-labels"):
+    with pytest.raises(idx_format.IdxFormatError) as caught:
         run_executor(data_dir, str(tmp_path / "out"))
+    assert "t10k-images-idx3-ubyte.gz: 10 images but " in str(caught.value)
+    assert "t10k-labels-idx1-ubyte.gz has 9 labels" in str(caught.value)
 
 
 def test_split_bucket_is_stable_across_processes():

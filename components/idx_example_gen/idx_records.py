@@ -10,7 +10,6 @@ by every tool, including `tf.io.decode_png` inside the Transform graph.
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -37,36 +36,6 @@ def idx_prefix(split_pattern: str) -> str:
             "e.g. 'train-*' or 't10k-*'"
         )
     return prefix
-
-
-def resolve_pair(input_base: str, prefix: str) -> tuple[str, str]:
-    """Finds `<prefix>-images-idx3-ubyte[.gz]` and `<prefix>-labels-idx1-ubyte[.gz]`."""
-    images = idx_format.find_idx_file(input_base, f"{prefix}-images-idx3-ubyte")
-    labels = idx_format.find_idx_file(input_base, f"{prefix}-labels-idx1-ubyte")
-    return images, labels
-
-
-def check_pair(
-    images_path: str, labels_path: str, image_shape: tuple[int, int]
-) -> int:
-    """Validates both headers against each other and returns the record count."""
-    images = idx_format.read_idx_header(images_path)
-    labels = idx_format.read_idx_header(labels_path)
-    if images.ndim != 3 or tuple(images.record_shape) != tuple(image_shape):
-        raise idx_format.IdxFormatError(
-            f"{images_path}: images are {'x'.join(map(str, images.record_shape))}, "
-            f"expected {image_shape[0]}x{image_shape[1]}"
-        )
-    if labels.ndim != 1:
-        raise idx_format.IdxFormatError(
-            f"{labels_path}: expected a 1-D label file, found {labels.ndim} dimensions"
-        )
-    if images.count != labels.count:
-        raise idx_format.IdxFormatError(
-            f"{images_path}: {images.count} images but {os.path.basename(labels_path)} "
-            f"has {labels.count} labels"
-        )
-    return images.count
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -134,11 +103,12 @@ def IdxPairToExamples(  # pylint: disable=invalid-name
     num_classes = int(config.get(settings.NUM_CLASSES_KEY, DEFAULT_NUM_CLASSES))
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     prefix = idx_prefix(split_pattern)
-    images_path, labels_path = resolve_pair(input_base, prefix)
-    count = check_pair(images_path, labels_path, image_shape)
+    # The same header checks as the CLI's pre-flight (files, magic, size, counts).
+    source = idx_format.check_split_headers(input_base, prefix, image_shape)
     return (
         pipeline
-        | "Chunks" >> beam.Create(chunk_ranges(count))
+        | "Chunks" >> beam.Create(chunk_ranges(source.count))
         | "Distribute" >> beam.Reshuffle()
-        | "Decode" >> beam.FlatMap(read_chunk, images_path, labels_path, prefix, num_classes)
+        | "Decode"
+        >> beam.FlatMap(read_chunk, source.images_path, source.labels_path, prefix, num_classes)
     )
