@@ -31,6 +31,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from components.data_errors import DataFormatError
+
 GZIP_MAGIC = b"\x1f\x8b"
 UBYTE_TYPE_CODE = 0x08
 IMAGES_NDIM = 3
@@ -59,15 +61,8 @@ _MAX_CHUNK_BYTES = 64 << 20
 _MAX_RECORD_BYTES = 256 << 20
 
 
-class IdxFormatError(ValueError):
-    """A data file is missing, malformed or inconsistent.
-
-    The message is always a single line that starts with the offending path,
-    because the CLI prints it as-is and users grep logs for file names.
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).splitlines()))
+class IdxFormatError(DataFormatError):
+    """An IDX file is missing, malformed or inconsistent (one line, path first)."""
 
 
 def _error(path: str, problem: str) -> IdxFormatError:
