@@ -1,5 +1,9 @@
 """Keras callbacks every training run uses: LR schedule, extra epoch logs, TensorBoard.
 
+The learning-rate schedule is ``hparams.lr_schedule`` (``trainer_module.schedules``):
+``exponential`` is set once per epoch, ``one_cycle`` / ``cosine`` before every
+training step.
+
 The order of the list matters. Keras calls ``on_epoch_end`` in list order on one
 shared ``logs`` dict, so the callback that adds ``learning_rate`` and
 ``regularization_loss`` must come before TensorBoard writes the dict out; the
@@ -14,6 +18,7 @@ from typing import Any
 
 import keras
 
+from trainer_module import schedules
 from trainer_module.models import ModelHParams
 
 
@@ -27,6 +32,67 @@ def _decayed_learning_rate(epoch: int, current_lr: float, *, hparams: ModelHPara
     return float(hparams.learning_rate * hparams.lr_decay_rate**epoch)
 
 
+class StepLearningRateScheduler(keras.callbacks.Callback):
+    """Sets the optimizer's learning rate before EVERY training step (one_cycle, cosine).
+
+    The schedule spans ``epochs * steps_per_epoch`` steps. Either may be left
+    None: it is then read from what ``fit`` reports (``self.params``), which
+    works for arrays and datasets of known cardinality; a ``tf.data`` pipeline
+    of unknown length (e.g. after ``unbatch``/``filter``) needs
+    ``steps_per_epoch``. The step index is ``epoch * steps_per_epoch + batch``,
+    so a run resumed with ``initial_epoch`` lands on the same schedule.
+
+    At the end of each epoch the rate of the epoch's last step taken is put
+    back: on a dataset of unknown length Keras announces one batch past the
+    end (``on_train_batch_begin``, then the data runs out), which would
+    otherwise leave the next epoch's first rate in the epoch's logs.
+    """
+
+    def __init__(
+        self,
+        hparams: ModelHParams,
+        steps_per_epoch: int | None = None,
+        epochs: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.hparams = hparams
+        self.steps_per_epoch = steps_per_epoch
+        self.epochs = epochs
+        self.schedule: schedules.WarmupAnneal | None = None
+        self._resolved_steps_per_epoch = 0
+        self._epoch = 0
+        self._rate: float | None = None  # set for the step about to run
+        self._last_step_rate: float | None = None  # of the last step that ran
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        steps_per_epoch = self.steps_per_epoch or self.params.get("steps")
+        epochs = self.epochs or self.params.get("epochs")
+        if not steps_per_epoch or not epochs:
+            raise ValueError(
+                f"The {self.hparams.lr_schedule!r} learning-rate schedule needs the number "
+                "of steps per epoch, and fit() cannot tell it for this dataset: pass "
+                "steps_per_epoch= to training_callbacks()."
+            )
+        self._resolved_steps_per_epoch = steps_per_epoch
+        self.schedule = schedules.per_step_schedule(self.hparams, steps_per_epoch * epochs)
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        assert self.schedule is not None, "on_train_begin sets the schedule"
+        step = self._epoch * self._resolved_steps_per_epoch + batch
+        self._rate = float(keras.ops.convert_to_numpy(self.schedule(step)))
+        self.model.optimizer.learning_rate = self._rate
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self._last_step_rate = self._rate
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self._last_step_rate is not None:
+            self.model.optimizer.learning_rate = self._last_step_rate
+
+
 class EpochDiagnostics(keras.callbacks.Callback):
     """Adds ``learning_rate`` and ``regularization_loss`` to each epoch's logs.
 
@@ -36,7 +102,10 @@ class EpochDiagnostics(keras.callbacks.Callback):
     both in ``logs`` (rather than writing summaries here) lets History, the
     TensorBoard callback and any other logger pick them up unchanged. (Keras
     3's LearningRateScheduler and TensorBoard also log ``learning_rate``; this
-    keeps it in the logs whichever callbacks a caller keeps.)
+    keeps it in the logs whichever callbacks a caller keeps.) The learning
+    rate is the optimizer's current one: with a per-step schedule, the rate of
+    the epoch's last step; with a ``LearningRateSchedule`` object inside the
+    optimizer, the schedule's value at the optimizer's step count.
     """
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -64,17 +133,34 @@ def _require_tensorboard() -> None:
         )
 
 
-def training_callbacks(log_dir: str, hparams: ModelHParams) -> list[keras.callbacks.Callback]:
+def _learning_rate_callback(
+    hparams: ModelHParams, steps_per_epoch: int | None, epochs: int | None
+) -> keras.callbacks.Callback:
+    if hparams.lr_schedule == schedules.EXPONENTIAL:
+        return keras.callbacks.LearningRateScheduler(
+            functools.partial(_decayed_learning_rate, hparams=hparams)
+        )
+    return StepLearningRateScheduler(hparams, steps_per_epoch=steps_per_epoch, epochs=epochs)
+
+
+def training_callbacks(
+    log_dir: str,
+    hparams: ModelHParams,
+    *,
+    steps_per_epoch: int | None = None,
+    epochs: int | None = None,
+) -> list[keras.callbacks.Callback]:
     """The callbacks to pass to ``model.fit``, in the order they must run.
 
     TensorBoard writes ``log_dir/train`` (and ``log_dir/validation`` when ``fit``
-    has validation data) with ``epoch_<metric>`` scalars.
+    has validation data) with ``epoch_<metric>`` scalars. ``steps_per_epoch``
+    and ``epochs`` only matter to the per-step schedules (one_cycle, cosine),
+    and only when ``fit`` cannot tell them (see ``StepLearningRateScheduler``);
+    the exponential schedule ignores them.
     """
     _require_tensorboard()
     return [
-        keras.callbacks.LearningRateScheduler(
-            functools.partial(_decayed_learning_rate, hparams=hparams)
-        ),
+        _learning_rate_callback(hparams, steps_per_epoch, epochs),
         EpochDiagnostics(),
         keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"),
     ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from typing import Any
 
@@ -46,10 +47,34 @@ class TrainingConfig:
             batch_size=int(config["batch_size"]),
             image_shape=tuple(int(d) for d in config["image_shape"]),
             class_names=tuple(config["class_names"]),
-            hparams=models.ModelHParams(
-                **{key: value for key, value in config.get("hparams", {}).items() if key in hparam_names}
+            # The model's own tuned defaults, with what the pipeline set explicitly on top.
+            hparams=dataclasses.replace(
+                models.default_hparams(str(config["model"])),
+                **{key: value for key, value in config.get("hparams", {}).items() if key in hparam_names},
             ),
         )
+
+
+def count_examples(
+    file_pattern: list[str], data_accessor: Any, tf_transform_output: tft.TFTransformOutput
+) -> int:
+    """Number of raw examples in a split (a parse-only pass: no PNG is decoded).
+
+    Per-step learning-rate schedules (one-cycle, cosine) need the number of
+    steps per epoch up front, and the cached, unbatched dataset below cannot
+    tell Keras its length. Counting costs about a second per 50,000 examples.
+    """
+    raw_batches = data_accessor.tf_dataset_factory(
+        file_pattern,
+        tfxio.TensorFlowDatasetOptions(batch_size=TRANSFORM_BATCH_SIZE, num_epochs=1, shuffle=False),
+        tf_transform_output.raw_metadata.schema,
+    )
+    return int(
+        raw_batches.reduce(
+            tf.constant(0, tf.int64),
+            lambda count, batch: count + tf.shape(batch[features.LABEL_KEY], out_type=tf.int64)[0],
+        )
+    )
 
 
 def make_dataset(
@@ -124,6 +149,10 @@ def run_fn(fn_args: FnArgs) -> None:
         fn_args.eval_files, fn_args.data_accessor, tf_transform_output, config.batch_size, False
     )
 
+    train_count = count_examples(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
+    steps_per_epoch = math.ceil(train_count / config.batch_size)
+    logging.info("%d training examples, %d steps per epoch", train_count, steps_per_epoch)
+
     model = models.build_model(
         config.model, config.image_shape, len(config.class_names), config.hparams
     )
@@ -132,7 +161,12 @@ def run_fn(fn_args: FnArgs) -> None:
         train_dataset,
         validation_data=eval_dataset,
         epochs=config.epochs,
-        callbacks=callbacks.training_callbacks(fn_args.model_run_dir, config.hparams),
+        callbacks=callbacks.training_callbacks(
+            fn_args.model_run_dir,
+            config.hparams,
+            steps_per_epoch=steps_per_epoch,
+            epochs=config.epochs,
+        ),
         verbose=2,
     )
     write_training_summary(fn_args.model_run_dir, config, device, time.monotonic() - fit_started, history.history)
