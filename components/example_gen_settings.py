@@ -17,7 +17,7 @@ from tfx.utils import proto_utils
 
 SPLIT_WEIGHTS_KEY = "split_weights"  # {'train': 5, 'eval': 1}
 IMAGE_SHAPE_KEY = "image_shape"  # [height, width, channels]
-NUM_CLASSES_KEY = "num_classes"
+CLASS_NAMES_KEY = "class_names"  # label i is called class_names[i]
 
 
 def encode(settings: Mapping[str, Any]) -> example_gen_pb2.CustomConfig:
@@ -39,3 +39,12 @@ def decode(exec_properties: Mapping[str, Any]) -> dict[str, Any]:
     if not custom_config.custom_config.Unpack(struct):
         return {}
     return json_format.MessageToDict(struct)
+
+
+def input_splits(exec_properties: Mapping[str, Any]) -> list[example_gen_pb2.Input.Split]:
+    """The input config's splits (name + pattern) an executor was given."""
+    input_config = example_gen_pb2.Input()
+    proto_utils.json_to_proto(
+        exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config
+    )
+    return list(input_config.splits)

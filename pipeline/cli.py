@@ -30,6 +30,7 @@ def _fraction(text: str) -> float:
 
 def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
     from trainer_module.model_names import MODEL_NAMES
+    from trainer_module.normalization_names import NORMALIZATIONS
 
     run = subparsers.add_parser(
         "run",
@@ -45,7 +46,9 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--data-dir",
         default=argparse.SUPPRESS,  # keeps "(default: None)" out of --help
-        help="folder with the four MNIST-format IDX files, gzipped or not "
+        help="mnist/fashion_mnist: folder with the four IDX files, gzipped or not; "
+        "cifar10: folder with cifar-10-python.tar.gz, cifar-10-binary.tar.gz, their "
+        "extracted folders, or train/ and test/ trees of class folders of PNG/JPEG "
         "(default: the embedded Fashion-MNIST sample)",
     )
     run.add_argument(
@@ -53,7 +56,21 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         default=configs.DEFAULT_OUTPUT_DIR,
         help="artifacts, ML Metadata, pushed models, logs and run_summary.json",
     )
-    run.add_argument("--model", choices=MODEL_NAMES, default=configs.DEFAULT_MODEL, help="network from the model zoo")
+    run.add_argument(
+        "--model",
+        choices=MODEL_NAMES,
+        default=argparse.SUPPRESS,
+        help="network from the model zoo (default: "
+        + ", ".join(f"{spec.default_model} for {name}" for name, spec in datasets.DATASETS.items())
+        + ")",
+    )
+    run.add_argument(
+        "--normalization",
+        choices=NORMALIZATIONS,
+        default=NORMALIZATIONS[0],
+        help="computed: per-channel mean/std of the training split (tf.Transform full pass); "
+        "imagenet: the fixed ImageNet RGB mean/std (colour datasets)",
+    )
     run.add_argument("--epochs", type=_positive_int, default=configs.DEFAULT_EPOCHS, help="passes over the train split")
     run.add_argument("--batch-size", type=_positive_int, default=configs.DEFAULT_BATCH_SIZE, help="training batch size")
     run.add_argument(
@@ -73,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_parser(subparsers)
 
     fetch = subparsers.add_parser("fetch", help="download an official dataset with checksum checks")
-    fetch.add_argument("--dataset", choices=["mnist", "fashion_mnist"], required=True)
+    fetch.add_argument("--dataset", choices=sorted(datasets.DATASETS), required=True)
     fetch.add_argument("--data-dir", help="where to put the files (default: data/<dataset>)")
 
     predict = subparsers.add_parser("predict", help="classify PNG/JPEG files with a pushed model")
@@ -99,7 +116,8 @@ def _run_config(args: argparse.Namespace) -> configs.RunConfig:
         dataset=args.dataset,
         data_dir=data_dir,
         output_dir=args.output_dir,
-        model=args.model,
+        model=getattr(args, "model", None),
+        normalization=args.normalization,
         epochs=args.epochs,
         batch_size=args.batch_size,
         accuracy_threshold=args.accuracy_threshold,

@@ -11,7 +11,8 @@ import os
 
 from pipeline import datasets
 
-DEFAULT_MODEL = "deep_cnn"
+from trainer_module import normalization_names
+
 DEFAULT_EPOCHS = 10
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_ACCURACY_THRESHOLD = 0.80
@@ -28,18 +29,37 @@ class RunConfig:
     dataset: str = datasets.DEFAULT_DATASET
     data_dir: str = datasets.DEFAULT_SAMPLE_DIR
     output_dir: str = DEFAULT_OUTPUT_DIR
-    model: str = DEFAULT_MODEL
+    # None: the dataset's default model (deep_cnn for MNIST-format data, the
+    # residual network for CIFAR-10); resolved in __post_init__.
+    model: str | None = None
     epochs: int = DEFAULT_EPOCHS
     batch_size: int = DEFAULT_BATCH_SIZE
     accuracy_threshold: float = DEFAULT_ACCURACY_THRESHOLD
     change_threshold: float = DEFAULT_CHANGE_THRESHOLD
     train_eval_weights: tuple[int, int] = (5, 1)
-    # Adam at 2e-3 decayed by 0.75 per epoch: with batch norm the network takes
-    # the larger start, and the fast decay anneals it within a CPU-sized budget.
-    learning_rate: float = 2e-3
-    lr_decay_rate: float = 0.75
-    adam_beta1: float = 0.9
-    augment: bool = True
+    normalization: str = normalization_names.COMPUTED
+    # Training hyperparameters: None keeps the model's own tuned default
+    # (`trainer_module.models.default_hparams`), so switching --model never
+    # carries one network's learning rate over to another.
+    learning_rate: float | None = None
+    lr_decay_rate: float | None = None
+    adam_beta1: float | None = None
+    augment: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.model is None:
+            default_model = datasets.get_dataset(self.dataset).default_model
+            object.__setattr__(self, "model", default_model)
+        if self.normalization not in normalization_names.NORMALIZATIONS:
+            raise ValueError(
+                f"normalization must be one of {normalization_names.NORMALIZATIONS}, "
+                f"got {self.normalization!r}"
+            )
+
+    def hparam_overrides(self) -> dict[str, float | bool]:
+        """The hyperparameters set explicitly, for the Trainer's custom config."""
+        names = ("learning_rate", "lr_decay_rate", "adam_beta1", "augment")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
     @property
     def pipeline_name(self) -> str:

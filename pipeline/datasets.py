@@ -10,9 +10,15 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from components import cifar_format
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA_ROOT = os.path.join(REPO_ROOT, "schema")
 SAMPLE_DATA_ROOT = os.path.join(REPO_ROOT, "pipeline", "sample_data")
+
+
+IDX_FORMAT = "idx"
+CIFAR_FORMAT = "cifar"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,7 +28,8 @@ class DatasetSpec:
     name: str
     image_shape: tuple[int, int, int]  # height, width, channels
     class_names: tuple[str, ...]
-    source_format: str  # 'idx' (MNIST-format files)
+    source_format: str  # IDX_FORMAT (MNIST-format files) or CIFAR_FORMAT (any CIFAR-10 layout)
+    default_model: str
 
     @property
     def num_classes(self) -> int:
@@ -38,7 +45,8 @@ MNIST = DatasetSpec(
     name="mnist",
     image_shape=(28, 28, 1),
     class_names=tuple(str(digit) for digit in range(10)),
-    source_format="idx",
+    source_format=IDX_FORMAT,
+    default_model="deep_cnn",
 )
 
 FASHION_MNIST = DatasetSpec(
@@ -56,10 +64,22 @@ FASHION_MNIST = DatasetSpec(
         "Bag",
         "Ankle boot",
     ),
-    source_format="idx",
+    source_format=IDX_FORMAT,
+    default_model="deep_cnn",
 )
 
-DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (MNIST, FASHION_MNIST)}
+CIFAR10 = DatasetSpec(
+    name="cifar10",
+    image_shape=(32, 32, 3),
+    # The official order (batches.meta's label_names); ExampleGen checks the data agrees.
+    class_names=cifar_format.CIFAR10_CLASS_NAMES,
+    source_format=CIFAR_FORMAT,
+    default_model="resnet9",
+)
+
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec for spec in (MNIST, FASHION_MNIST, CIFAR10)
+}
 
 # `visionpipe run` with no --data-dir trains on this small real sample (see its README).
 DEFAULT_DATASET = FASHION_MNIST.name

@@ -13,6 +13,7 @@ from tensorflow_model_analysis.proto import config_pb2  # PerSliceMetricThreshol
 from tfx import v1 as tfx
 
 from components.anomaly_gate import AnomalyGate
+from components.cifar_example_gen.component import CifarExampleGen
 from components.idx_example_gen.component import IdxExampleGen
 from pipeline import datasets
 from pipeline.configs import RunConfig
@@ -36,9 +37,13 @@ DEFAULT_BEAM_ARGS = (
 )
 
 
+# Source format (pipeline.datasets) -> the ExampleGen that reads it.
+EXAMPLE_GENS = {datasets.IDX_FORMAT: IdxExampleGen, datasets.CIFAR_FORMAT: CifarExampleGen}
+
+
 def make_eval_config(accuracy_threshold: float, change_threshold: float) -> tfma.EvalConfig:
     """Accuracy gate on the overall slice (absolute and vs. the latest blessed model);
-    metrics are also computed per label for inspection."""
+    metrics are also computed per label and per class name for inspection."""
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
@@ -50,7 +55,12 @@ def make_eval_config(accuracy_threshold: float, change_threshold: float) -> tfma
                 inference_batch_size=INFERENCE_BATCH_SIZE,
             )
         ],
-        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.LABEL_KEY])],
+        slicing_specs=[
+            tfma.SlicingSpec(),
+            tfma.SlicingSpec(feature_keys=[features.LABEL_KEY]),
+            # The same per-class slices, keyed by name ("Coat", "cat") for people.
+            tfma.SlicingSpec(feature_keys=[features.CLASS_NAME_KEY]),
+        ],
         metrics_specs=[
             tfma.MetricsSpec(
                 metrics=[
@@ -89,12 +99,7 @@ def training_custom_config(config: RunConfig) -> dict[str, Any]:
         "batch_size": config.batch_size,
         "image_shape": list(spec.image_shape),
         "class_names": list(spec.class_names),
-        "hparams": {
-            "learning_rate": config.learning_rate,
-            "lr_decay_rate": config.lr_decay_rate,
-            "adam_beta1": config.adam_beta1,
-            "augment": config.augment,
-        },
+        "hparams": config.hparam_overrides(),
     }
 
 
@@ -106,10 +111,10 @@ def create_pipeline(
     """Builds the full pipeline for one dataset and set of training options."""
     spec = datasets.get_dataset(config.dataset)
 
-    example_gen = IdxExampleGen(
+    example_gen = EXAMPLE_GENS[spec.source_format](
         input_base=config.data_dir,
         image_shape=spec.image_shape,
-        num_classes=spec.num_classes,
+        class_names=spec.class_names,
         train_eval_weights=config.train_eval_weights,
     )
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
@@ -123,7 +128,10 @@ def create_pipeline(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
-        custom_config={"image_shape": list(spec.image_shape)},
+        custom_config={
+            "image_shape": list(spec.image_shape),
+            "normalization": config.normalization,
+        },
         # Full-pass statistics come from the training split only. Transformed
         # examples are not written: the Trainer applies the transform graph on
         # the fly (a float image is ~10x its PNG; see trainer_module/run_fn.py).

@@ -1,4 +1,4 @@
-"""``visionpipe fetch``: download MNIST or Fashion-MNIST, resumably and verified.
+"""``visionpipe fetch``: download MNIST, Fashion-MNIST or CIFAR-10, resumably and verified.
 
 Uses only the standard library so that fetching works before (and without)
 the heavy ML dependencies. Every file is checked against the SHA-256 of the
@@ -44,8 +44,12 @@ class RemoteFile:
     size: int | None
 
 
-# SHA-256 and sizes of the official .gz files, as recorded by TensorFlow Datasets
-# (tensorflow_datasets/url_checksums/mnist.txt and fashion_mnist.txt).
+# SHA-256 and sizes of the official files. MNIST and Fashion-MNIST: as recorded
+# by TensorFlow Datasets (tensorflow_datasets/url_checksums/mnist.txt and
+# fashion_mnist.txt). CIFAR-10: the Python-version tarball, whose SHA-256 is the
+# one `keras.datasets.cifar10` pins (the CIFAR page itself publishes only the
+# MD5, c58f30108f718f92721af3b95e74349a). visionpipe reads the tarball as it is;
+# there is no need to extract it.
 DATASET_SOURCES: dict[str, tuple[str, tuple[RemoteFile, ...]]] = {
     "mnist": (
         "https://storage.googleapis.com/cvdf-datasets/mnist/",
@@ -96,6 +100,16 @@ DATASET_SOURCES: dict[str, tuple[str, tuple[RemoteFile, ...]]] = {
                 "t10k-labels-idx1-ubyte.gz",
                 "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
                 5148,
+            ),
+        ),
+    ),
+    "cifar10": (
+        "https://www.cs.toronto.edu/~kriz/",
+        (
+            RemoteFile(
+                "cifar-10-python.tar.gz",
+                "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+                170498071,
             ),
         ),
     ),
@@ -329,7 +343,9 @@ def fetch_dataset(
     timeout: float = 30.0,
     files: Sequence[RemoteFile] | None = None,
 ) -> list[str]:
-    """Download ``dataset``'s four .gz IDX files into ``data_dir``; return their paths.
+    """Download ``dataset``'s official files into ``data_dir``; return their paths.
+
+    MNIST-format datasets are four .gz IDX files; CIFAR-10 is one tarball.
 
     Files already present with the right checksum are not downloaded again.
     The base URL is, by priority: ``base_url``, the ``VISIONPIPE_MIRROR_URL``

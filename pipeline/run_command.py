@@ -6,7 +6,7 @@ import datetime
 import sys
 import time
 
-from components import idx_format
+from components import cifar_format, idx_format
 from pipeline import datasets, errors, local_runner, run_logging, run_results
 from pipeline.configs import RunConfig
 from pipeline.progress import ComponentProgress
@@ -22,12 +22,20 @@ def fail(message: str) -> int:
 
 
 def preflight(config: RunConfig) -> None:
-    """Validates the input files before any component starts (raises IdxFormatError).
+    """Validates the input files before any component starts.
 
-    Catching a truncated gzip or a bad label here costs a second of streaming,
-    gives the user the file name at once, and leaves no failed executions in MLMD.
+    Catching a truncated gzip or tarball, a bad label or a grayscale image here
+    costs seconds of streaming, gives the user the file name at once, and
+    leaves no failed executions in MLMD. Raises IdxFormatError or
+    CifarFormatError (both ValueErrors) with a one-line message.
     """
     spec = datasets.get_dataset(config.dataset)
+    if spec.source_format == datasets.CIFAR_FORMAT:
+        source = cifar_format.detect_cifar_source(config.data_dir)
+        print(f"visionpipe: found {source.describe()}", flush=True)
+        count = cifar_format.validate_cifar_source(source)
+        print(f"visionpipe: checked {count:,} images", flush=True)
+        return
     idx_format.validate_idx_dataset(
         config.data_dir, image_shape=spec.image_shape[:2], num_classes=spec.num_classes
     )

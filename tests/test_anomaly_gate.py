@@ -34,6 +34,7 @@ def frame(labels: list[int]) -> pd.DataFrame:
         {
             "image": [b"\x89PNG fake"] * len(labels),
             "label": labels,
+            "class_name": [b"0"] * len(labels),  # a valid name: only `label` is under test
             "example_id": [f"id-{i}".encode() for i in range(len(labels))],
         }
     )

@@ -14,7 +14,9 @@ import socket
 import numpy as np
 import pytest
 
-from components import idx_format
+from PIL import Image
+
+from components import cifar_files, idx_format
 from pipeline import cli
 from tests.conftest import write_idx_dataset
 
@@ -167,3 +169,62 @@ def test_predict_rejects_a_non_image_before_loading_anything(tmp_path, capsys):
     bogus.write_text("not an image")
     code, _, err = run_cli(capsys, "predict", "--model-dir", str(tmp_path), str(bogus))
     assert code == 1 and "bogus.png: not a readable PNG/JPEG image" in err
+
+
+def _cifar_truncated_tarball(root: str) -> str:
+    train = [cifar_files.synthetic_cifar(10, seed=seed) for seed in range(5)]
+    path = cifar_files.write_python_version(root, train, cifar_files.synthetic_cifar(10), tarball=True)
+    with open(path, "rb") as handle:
+        content = handle.read()
+    with open(path, "wb") as handle:
+        handle.write(content[: len(content) // 2])
+    return "cifar-10-python.tar.gz"
+
+
+def _cifar_grayscale_png(root: str) -> str:
+    cifar_files.write_image_folder(
+        root, cifar_files.synthetic_cifar(20), cifar_files.synthetic_cifar(20, seed=1)
+    )
+    path = os.path.join(root, "train", "cat", "gray.png")
+    Image.new("L", (32, 32), 128).save(path)
+    return "gray.png"
+
+
+def _find(root: str, name: str) -> str:
+    return next(os.path.join(folder, name) for folder, _, files in os.walk(root) if name in files)
+
+
+def _cifar_code_in_pickle(root: str) -> str:
+    train = [cifar_files.synthetic_cifar(10, seed=seed) for seed in range(5)]
+    cifar_files.write_python_version(root, train, cifar_files.synthetic_cifar(10), tarball=False)
+    with open(_find(root, "data_batch_3"), "wb") as handle:  # protocol 2: GLOBAL 'posix system' + a call
+        handle.write(b"\x80\x02cposix\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.")
+    return "data_batch_3"
+
+
+def _cifar_binary_size(root: str) -> str:
+    train = [cifar_files.synthetic_cifar(10, seed=seed) for seed in range(5)]
+    cifar_files.write_binary_version(root, train, cifar_files.synthetic_cifar(10), tarball=False)
+    with open(_find(root, "test_batch.bin"), "ab") as handle:
+        handle.write(b"\x00" * 7)
+    return "test_batch.bin"
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [_cifar_truncated_tarball, _cifar_grayscale_png, _cifar_code_in_pickle, _cifar_binary_size],
+    ids=lambda f: f.__name__[len("_cifar_"):],
+)
+def test_bad_cifar_input_gives_one_line_naming_the_file_and_exit_1(tmp_path, capsys, breakage):
+    data_dir = str(tmp_path / "data")
+    named = breakage(data_dir)
+    output_dir = tmp_path / "out"
+    code, _, err = run_cli(
+        capsys, "run", "--dataset", "cifar10", "--data-dir", data_dir, "--output-dir", str(output_dir)
+    )
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("visionpipe: error: ") and named in lines[0], lines[0]
+    assert not (output_dir / "serving_model").exists()
+    assert not (output_dir / "run_summary.json").exists()

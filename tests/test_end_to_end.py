@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from components.idx_example_gen.idx_records import encode_png
+from components.image_examples import encode_png
 from pipeline import cli
 from tests.conftest import synthetic_digits, write_idx_dataset
 

@@ -222,7 +222,7 @@ def test_mirror_env_var(site: _Site, tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_unknown_dataset(tmp_path: Path) -> None:
-    expected = r"unknown dataset 'cifar' \(choose from: fashion_mnist, mnist\)"
+    expected = r"unknown dataset 'cifar' \(choose from: cifar10, fashion_mnist, mnist\)"
     with pytest.raises(FetchError, match=expected):
         fetch_dataset("cifar", str(tmp_path))
 
@@ -235,7 +235,13 @@ def test_data_dir_is_a_file(tmp_path: Path) -> None:
 
 
 def test_source_table_is_complete() -> None:
-    for base_url, files in DATASET_SOURCES.values():
+    expected_names = {
+        "mnist": [f"{stem}.gz" for stem in IDX_FILE_STEMS],
+        "fashion_mnist": [f"{stem}.gz" for stem in IDX_FILE_STEMS],
+        "cifar10": ["cifar-10-python.tar.gz"],
+    }
+    assert set(DATASET_SOURCES) == set(expected_names)
+    for dataset, (base_url, files) in DATASET_SOURCES.items():
         assert base_url.startswith("http") and base_url.endswith("/")
-        assert [f.name for f in files] == [f"{stem}.gz" for stem in IDX_FILE_STEMS]
+        assert [f.name for f in files] == expected_names[dataset]
         assert all(re.fullmatch(r"[0-9a-f]{64}", f.sha256) and f.size for f in files)

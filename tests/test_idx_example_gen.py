@@ -2,54 +2,34 @@
 
 from __future__ import annotations
 
-import glob
 import io
 import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from PIL import Image
-from tfx.proto import example_gen_pb2
-from tfx.types import standard_artifacts
-from tfx.utils import proto_utils
 
-from components import idx_format
-from components.idx_example_gen import component, executor, settings
+from components import example_splits, idx_format
+from components.idx_example_gen import component, executor
+from tests import example_gen_helpers
 from tests.conftest import synthetic_digits, write_idx_dataset
+from tests.example_gen_helpers import feature, read_split
+
+CLASS_NAMES = [f"class-{digit}" for digit in range(10)]
 
 
 def run_executor(input_base: str, output_uri: str, weights=(5, 1)) -> None:
-    exec_properties = {
-        "input_base": input_base,
-        "input_config": proto_utils.proto_to_json(component.make_input_config()),
-        "output_config": proto_utils.proto_to_json(example_gen_pb2.Output()),
-        "custom_config": proto_utils.proto_to_json(
-            settings.encode(
-                {
-                    settings.SPLIT_WEIGHTS_KEY: {"train": weights[0], "eval": weights[1]},
-                    settings.IMAGE_SHAPE_KEY: [28, 28, 1],
-                    settings.NUM_CLASSES_KEY: 10,
-                }
-            )
-        ),
-        "output_data_format": example_gen_pb2.FORMAT_TF_EXAMPLE,
-        "output_file_format": example_gen_pb2.FORMAT_TFRECORDS_GZIP,
-    }
-    examples = standard_artifacts.Examples()
-    examples.uri = output_uri
-    executor.Executor().Do({}, {"examples": [examples]}, exec_properties)
-
-
-def read_split(output_uri: str, split: str) -> list[tf.train.Example]:
-    files = glob.glob(os.path.join(output_uri, f"Split-{split}", "*.gz"))
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
-    return [tf.train.Example.FromString(record.numpy()) for record in dataset]
-
-
-def feature(example: tf.train.Example, key: str):
-    value = example.features.feature[key]
-    return value.bytes_list.value[0] if value.bytes_list.value else value.int64_list.value[0]
+    example_gen_helpers.run_executor(
+        executor.Executor,
+        input_base,
+        component.make_input_config(),
+        {
+            "split_weights": {"train": weights[0], "eval": weights[1]},
+            "image_shape": [28, 28, 1],
+            "class_names": CLASS_NAMES,
+        },
+        output_uri,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +61,7 @@ def test_images_are_pngs_of_the_original_pixels_with_their_labels(generated):
         assert png.format == "PNG"
         np.testing.assert_array_equal(np.asarray(png), images[index])
         assert feature(example, "label") == labels[index]
+        assert feature(example, "class_name") == CLASS_NAMES[labels[index]].encode()
 
 
 def test_split_assignment_is_deterministic(generated, tmp_path):
@@ -121,5 +102,5 @@ def test_count_mismatch_fails_before_reading(tmp_path):
 
 def test_split_bucket_is_stable_across_processes():
     # A content hash, not Python's per-process salted hash().
-    assert executor.split_bucket(b"train-000042", 6) == executor.split_bucket(b"train-000042", 6)
-    assert {executor.split_bucket(f"train-{i:06d}".encode(), 6) for i in range(100)} == set(range(6))
+    assert example_splits.split_bucket(b"train-000042", 6) == example_splits.split_bucket(b"train-000042", 6)
+    assert {example_splits.split_bucket(f"train-{i:06d}".encode(), 6) for i in range(100)} == set(range(6))

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from pipeline import errors, local_runner
+from pipeline import datasets, errors, local_runner
 from pipeline.configs import RunConfig
 from pipeline.progress import ComponentProgress
 
@@ -65,3 +65,22 @@ def test_config_from_environment_overrides_defaults(tmp_path):
 def test_config_from_environment_rejects_a_bad_number():
     with pytest.raises(ValueError):
         local_runner.config_from_environment({"VISIONPIPE_EPOCHS": "many"})
+
+
+def test_each_dataset_gets_its_default_model_unless_one_is_chosen():
+    assert RunConfig(dataset="fashion_mnist").model == "deep_cnn"
+    assert RunConfig(dataset="cifar10").model == datasets.CIFAR10.default_model
+    assert RunConfig(dataset="cifar10", model="lenet5").model == "lenet5"
+
+
+def test_only_explicit_hyperparameters_reach_the_trainer():
+    assert RunConfig().hparam_overrides() == {}
+    assert RunConfig(learning_rate=0.01, augment=False).hparam_overrides() == {
+        "learning_rate": 0.01,
+        "augment": False,
+    }
+
+
+def test_unknown_normalization_is_refused():
+    with pytest.raises(ValueError, match="normalization must be one of"):
+        RunConfig(normalization="zca")

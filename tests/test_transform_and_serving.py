@@ -15,7 +15,7 @@ import tensorflow_transform.beam as tft_beam
 from PIL import Image
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from components.idx_example_gen.idx_records import encode_png, make_example
+from components.image_examples import encode_png, make_example
 from tests.conftest import synthetic_digits
 from trainer_module import models, preprocessing, serving
 
@@ -99,7 +99,7 @@ def test_saved_model_has_both_signatures(exported):
 def test_example_signature_matches_the_keras_model_on_transformed_input(exported):
     images, labels, model, x, loaded = exported
     serialized = [
-        make_example(encode_png(image), int(label), f"t-{i}").SerializeToString()
+        make_example(encode_png(image), int(label), f"t-{i}", str(label)).SerializeToString()
         for i, (image, label) in enumerate(zip(images[:8], labels[:8]))
     ]
     out = loaded.signatures[serving.EXAMPLE_SIGNATURE](examples=tf.constant(serialized))
@@ -113,7 +113,7 @@ def test_image_signature_applies_the_same_transform_as_the_example_signature(exp
     images, labels, _, _, loaded = exported
     pngs = [encode_png(image) for image in images[:8]]
     by_image = loaded.signatures[serving.IMAGE_SIGNATURE](images=tf.constant(pngs))
-    serialized = [make_example(png, 0, "x").SerializeToString() for png in pngs]
+    serialized = [make_example(png, 0, "x", "0").SerializeToString() for png in pngs]
     by_example = loaded.signatures[serving.EXAMPLE_SIGNATURE](examples=tf.constant(serialized))
     np.testing.assert_allclose(
         by_image[serving.PROBABILITIES].numpy(), by_example[serving.PROBABILITIES].numpy(), atol=1e-6

@@ -14,32 +14,15 @@ with the dataset and chunks are processed in parallel by Beam.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 import apache_beam as beam
 from tfx.components.example_gen import base_example_gen_executor
-from tfx.proto import example_gen_pb2
-from tfx.types import standard_component_specs
-from tfx.utils import proto_utils
 
-from components.idx_example_gen import idx_records, settings
-
-def split_bucket(example_id: bytes, total_weight: int) -> int:
-    """Deterministic bucket in [0, total_weight) for an example id.
-
-    A content hash (not Python's salted `hash`) so every run, worker and machine
-    puts an example in the same split.
-    """
-    digest = hashlib.sha256(example_id).digest()
-    return int.from_bytes(digest[:8], "big") % total_weight
-
-
-def _partition_index(example: Any, num_partitions: int, boundaries: list[int]) -> int:
-    example_id = example.features.feature["example_id"].bytes_list.value[0]
-    bucket = split_bucket(example_id, boundaries[-1])
-    return next(index for index, bound in enumerate(boundaries) if bucket < bound)
+from components import example_gen_settings as settings
+from components import example_splits
+from components.idx_example_gen import idx_records
 
 
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
@@ -51,16 +34,12 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     def GenerateExamplesByBeam(
         self, pipeline: beam.Pipeline, exec_properties: dict[str, Any]
     ) -> dict[str, beam.pvalue.PCollection]:
-        input_config = example_gen_pb2.Input()
-        proto_utils.json_to_proto(
-            exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config
-        )
         weights: Mapping[str, float] = settings.decode(exec_properties).get(
             settings.SPLIT_WEIGHTS_KEY, {}
         )
 
         splits_by_pattern: dict[str, list[str]] = {}
-        for split in input_config.splits:
+        for split in settings.input_splits(exec_properties):
             splits_by_pattern.setdefault(split.pattern, []).append(split.name)
 
         result: dict[str, beam.pvalue.PCollection] = {}
@@ -68,28 +47,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             examples = pipeline | f"Read[{pattern}]" >> idx_records.IdxPairToExamples(
                 exec_properties, pattern
             )
-            if len(split_names) == 1:
-                result[split_names[0]] = examples
-                continue
-            boundaries = _cumulative_weights(split_names, weights, pattern)
-            parts = examples | f"Split[{pattern}]" >> beam.Partition(
-                _partition_index, len(split_names), boundaries
+            result.update(
+                example_splits.carve_splits(examples, split_names, weights, f"pattern {pattern!r}")
             )
-            result.update(zip(split_names, parts))
         return result
-
-
-def _cumulative_weights(
-    split_names: list[str], weights: Mapping[str, float], pattern: str
-) -> list[int]:
-    missing = [name for name in split_names if int(weights.get(name, 0)) <= 0]
-    if missing:
-        raise ValueError(
-            f"splits {split_names} share pattern {pattern!r}, so each needs a positive "
-            f"integer weight in custom_config['{settings.SPLIT_WEIGHTS_KEY}']; missing: {missing}"
-        )
-    boundaries, total = [], 0
-    for name in split_names:
-        total += int(weights[name])
-        boundaries.append(total)
-    return boundaries
