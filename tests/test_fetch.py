@@ -245,3 +245,31 @@ def test_source_table_is_complete() -> None:
         assert base_url.startswith("http") and base_url.endswith("/")
         assert [f.name for f in files] == expected_names[dataset]
         assert all(re.fullmatch(r"[0-9a-f]{64}", f.sha256) and f.size for f in files)
+
+
+def test_cifar10_tarball_is_fetched_verified_and_usable_as_is(site: _Site, tmp_path: Path) -> None:
+    from components import cifar_files, cifar_format
+
+    # A tiny tarball in the official python layout, served under the official name.
+    train = [cifar_files.synthetic_cifar(4, seed=seed) for seed in range(5)]
+    tarball = cifar_files.write_python_version(
+        str(tmp_path / "made"), train, cifar_files.synthetic_cifar(4), tarball=True
+    )
+    content = Path(tarball).read_bytes()
+    name = DATASET_SOURCES["cifar10"][1][0].name
+    site.files[name] = content
+    data_dir = tmp_path / "data"
+    lines: list[str] = []
+    paths = fetch_dataset(
+        "cifar10", str(data_dir), base_url=site.base_url, progress=lines.append,
+        files=[_remote(name, content)],
+    )
+    assert paths == [str(data_dir / "cifar-10-python.tar.gz")]
+    source = cifar_format.detect_cifar_source(str(data_dir))
+    assert source.format == cifar_format.PYTHON
+    assert cifar_format.validate_cifar_source(source) == 24
+    # A second fetch finds the verified file and downloads nothing.
+    requests_before = len(site.requests)
+    fetch_dataset("cifar10", str(data_dir), base_url=site.base_url, progress=lines.append,
+                  files=[_remote(name, content)])
+    assert len(site.requests) == requests_before
