@@ -30,6 +30,10 @@ class DatasetSpec:
     class_names: tuple[str, ...]
     source_format: str  # IDX_FORMAT (MNIST-format files) or CIFAR_FORMAT (any CIFAR-10 layout)
     default_model: str
+    # deep_cnn's augmentation policy for this dataset (trainer_module.models
+    # AUGMENTATION_POLICIES); None keeps the model's default. Clothing is
+    # mirror-symmetric, digits are not, so only Fashion-MNIST flips.
+    augmentation: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -66,6 +70,7 @@ FASHION_MNIST = DatasetSpec(
     ),
     source_format=IDX_FORMAT,
     default_model="deep_cnn",
+    augmentation="flip_shift",
 )
 
 CIFAR10 = DatasetSpec(

