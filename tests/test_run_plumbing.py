@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 
 import pytest
@@ -93,3 +94,16 @@ def test_only_mirror_symmetric_datasets_get_flipped():
     digits = definition.training_custom_config(RunConfig(dataset="mnist"))
     assert fashion["hparams"] == {"augmentation": "flip_shift"}
     assert "augmentation" not in digits["hparams"]
+
+
+def test_normalization_choice_reaches_the_transform():
+    from pipeline import definition
+
+    pipeline = definition.create_pipeline(
+        RunConfig(dataset="cifar10", data_dir="/data", normalization="imagenet")
+    )
+    transform = next(node for node in pipeline.components if node.id == "Transform")
+    assert json.loads(transform.exec_properties["custom_config"]) == {
+        "image_shape": [32, 32, 3],
+        "normalization": "imagenet",
+    }

@@ -127,3 +127,24 @@ def test_image_signature_accepts_rgb_jpeg_of_another_size(exported):
     rgb.save(buffer, format="JPEG")
     out = loaded.signatures[serving.IMAGE_SIGNATURE](images=tf.constant([buffer.getvalue()]))
     assert out[serving.PROBABILITIES].shape == (1, 10)
+
+
+def test_imagenet_normalization_uses_the_fixed_constants():
+    images = tf.constant(np.full((2, 4, 4, 3), 0.5, dtype=np.float32))
+    normalized = preprocessing.standardize_imagenet(images).numpy()
+    expected = (0.5 - np.array(preprocessing.IMAGENET_MEAN)) / np.array(preprocessing.IMAGENET_STD)
+    np.testing.assert_allclose(normalized[0, 0, 0], expected, rtol=1e-6)
+
+
+def test_imagenet_normalization_refuses_grayscale():
+    with pytest.raises(ValueError, match="needs RGB images"):
+        preprocessing.standardize_imagenet(tf.zeros((1, 28, 28, 1)))
+
+
+def test_unknown_normalization_is_refused():
+    png = tf.constant([[encode_png(np.zeros((28, 28), np.uint8))]])
+    with pytest.raises(ValueError, match="normalization must be one of"):
+        preprocessing.preprocessing_fn(
+            {"image": png, "label": tf.constant([[0]], tf.int64)},
+            {"image_shape": [28, 28, 1], "normalization": "zca"},
+        )
