@@ -31,7 +31,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from components import idx_format  # noqa: E402
 from components.idx_example_gen import component as example_gen_component  # noqa: E402
-from components.idx_example_gen.executor import split_bucket  # noqa: E402
+from components.example_splits import split_bucket  # noqa: E402
+from bench.results_io import save_results  # noqa: E402
 from pipeline import configs  # noqa: E402
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -148,7 +149,7 @@ def render_table(pipeline: dict, keras: dict, counts: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=FASHION_MNIST_DIR)
-    parser.add_argument("--model", default=configs.DEFAULT_MODEL)
+    parser.add_argument("--model", default=configs.RunConfig().model)
     parser.add_argument("--epochs", type=int, default=configs.DEFAULT_EPOCHS)
     parser.add_argument("--batch-size", type=int, default=configs.DEFAULT_BATCH_SIZE)
     parser.add_argument("--work-dir", default=os.path.join(REPO_ROOT, "bench", "results", "work"))
@@ -183,13 +184,8 @@ def main() -> int:
         f"{pipeline['training'].get('device', '?')}"
     )
     print("\n" + header + "\n\n" + table)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    results_dir = os.path.join(REPO_ROOT, "bench", "results")
-    os.makedirs(results_dir, exist_ok=True)
-    with open(os.path.join(results_dir, f"bench-{stamp}.md"), "w", encoding="utf-8") as handle:
-        handle.write(header + "\n\n" + table + "\n")
-    with open(os.path.join(results_dir, f"bench-{stamp}.json"), "w", encoding="utf-8") as handle:
-        json.dump({"pipeline": pipeline, "plain_keras": keras, "counts": counts, "args": vars(args)}, handle, indent=2)
+    raw = {"pipeline": pipeline, "plain_keras": keras, "counts": counts, "args": vars(args)}
+    print("results:", save_results("bench", header, table, raw))
     return 0
 
 

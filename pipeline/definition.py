@@ -111,8 +111,24 @@ def create_pipeline(
     config: RunConfig,
     metadata_connection_config: Any | None = None,
     beam_pipeline_args: tuple[str, ...] = DEFAULT_BEAM_ARGS,
+    data_stages_only: bool = False,
 ) -> tfx.dsl.Pipeline:
-    """Builds the full pipeline for one dataset and set of training options."""
+    """Builds the full pipeline for one dataset and set of training options.
+
+    `data_stages_only` stops after Transform (ExampleGen ... Transform), for
+    benchmarks that measure the data stages at scale without training.
+    """
+
+    def assemble(components: list[Any]) -> tfx.dsl.Pipeline:
+        return tfx.dsl.Pipeline(
+            pipeline_name=config.pipeline_name,
+            pipeline_root=config.pipeline_root,
+            components=components,
+            enable_cache=not data_stages_only,
+            metadata_connection_config=metadata_connection_config,
+            beam_pipeline_args=list(beam_pipeline_args),
+        )
+
     spec = datasets.get_dataset(config.dataset)
 
     example_gen = EXAMPLE_GENS[spec.source_format](
@@ -143,6 +159,16 @@ def create_pipeline(
         materialize=False,
     )
     transform.add_upstream_node(anomaly_gate)
+    data_stages = [
+        example_gen,
+        statistics_gen,
+        schema_gen,
+        example_validator,
+        anomaly_gate,
+        transform,
+    ]
+    if data_stages_only:
+        return assemble(data_stages)
 
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
@@ -178,23 +204,5 @@ def create_pipeline(
         ),
     )
 
-    return tfx.dsl.Pipeline(
-        pipeline_name=config.pipeline_name,
-        pipeline_root=config.pipeline_root,
-        components=[
-            example_gen,
-            statistics_gen,
-            schema_gen,
-            example_validator,
-            anomaly_gate,
-            transform,
-            trainer,
-            model_resolver,
-            evaluator,
-            pusher,
-        ],
-        enable_cache=True,
-        metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=list(beam_pipeline_args),
-    )
+    return assemble([*data_stages, trainer, model_resolver, evaluator, pusher])
 
