@@ -51,6 +51,7 @@ import numpy as np
 from PIL import Image
 
 from components.data_errors import DataFormatError
+from components.data_files import check_directory, fill, open_for_reading
 
 PYTHON, BINARY, IMAGE_FOLDER = "python", "binary", "image_folder"
 
@@ -416,14 +417,7 @@ _META_READERS: dict[str, Callable[[IO[bytes], str], tuple[str, ...]]] = {
 
 def _open_file(path: str) -> IO[bytes]:
     """Open a file for binary reading; failures become a CifarFormatError naming it."""
-    try:
-        return open(path, "rb")
-    except FileNotFoundError:
-        raise _error(path, "file not found") from None
-    except IsADirectoryError:
-        raise _error(path, "is a directory, expected a file") from None
-    except OSError as exc:
-        raise _error(path, f"cannot open ({exc.strerror or exc})") from None
+    return open_for_reading(path, _error)
 
 
 class _GuardedReader:
@@ -578,17 +572,6 @@ def _python_batch(stream: IO[bytes], path: str) -> tuple[np.ndarray, np.ndarray]
     return _planes_to_images(data), labels
 
 
-def _fill(stream: IO[bytes], buffer: memoryview) -> int:
-    """Fill ``buffer`` from the stream; returns the bytes read (short only at end of file)."""
-    filled = 0
-    while filled < len(buffer):
-        got = stream.readinto(buffer[filled:])  # type: ignore[attr-defined]
-        if not got:
-            break
-        filled += got
-    return filled
-
-
 def _binary_chunks(
     stream: IO[bytes], size: int, path: str
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -609,7 +592,7 @@ def _binary_chunks(
         records = np.empty(
             (min(_BINARY_CHUNK_RECORDS, total - done), BINARY_RECORD_BYTES), np.uint8
         )
-        got = _fill(stream, records.reshape(-1).data)
+        got = fill(stream, records.reshape(-1).data)
         if got < records.nbytes:
             raise _error(
                 path,
@@ -954,13 +937,6 @@ def _class_shards(
     ]
 
 
-def _check_data_dir(data_dir: str) -> None:
-    if not os.path.exists(data_dir):
-        raise _error(data_dir, "data directory does not exist")
-    if not os.path.isdir(data_dir):
-        raise _error(data_dir, "is not a directory")
-
-
 def detect_cifar_source(data_dir: str, image_files_per_shard: int = 1000) -> CifarSource:
     """Find which CIFAR-10 layout ``data_dir`` holds, read its class names and list its shards.
 
@@ -974,7 +950,7 @@ def detect_cifar_source(data_dir: str, image_files_per_shard: int = 1000) -> Cif
     """
     if image_files_per_shard < 1:
         raise ValueError(f"image_files_per_shard must be >= 1, got {image_files_per_shard}")
-    _check_data_dir(data_dir)
+    check_directory(data_dir, _error)
     found = [
         (kind, location)
         for kind, location in (

@@ -32,6 +32,7 @@ from typing import BinaryIO
 import numpy as np
 
 from components.data_errors import DataFormatError
+from components.data_files import check_directory, fill, open_for_reading
 
 GZIP_MAGIC = b"\x1f\x8b"
 UBYTE_TYPE_CODE = 0x08
@@ -112,22 +113,19 @@ def _is_gzip(path: str) -> bool:
         return raw.read(2) == GZIP_MAGIC
 
 
+def _open_maybe_gzipped(path: str) -> BinaryIO:
+    if _is_gzip(path):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
 def open_idx(path: str) -> BinaryIO:
     """Open an IDX file for binary reading, gunzipping transparently.
 
     Compression is detected from the content (bytes ``1f 8b``), not the name,
     so ``foo.gz`` holding plain data and ``foo`` holding gzip data both work.
     """
-    try:
-        if _is_gzip(path):
-            return gzip.open(path, "rb")  # type: ignore[return-value]
-        return open(path, "rb")
-    except FileNotFoundError:
-        raise _error(path, "file not found") from None
-    except IsADirectoryError:
-        raise _error(path, "is a directory, expected an IDX file") from None
-    except OSError as exc:
-        raise _error(path, f"cannot open ({exc.strerror or exc})") from None
+    return open_for_reading(path, _error, "an IDX file", _open_maybe_gzipped)  # type: ignore[return-value]
 
 
 @contextlib.contextmanager
@@ -249,17 +247,6 @@ def _skip_records(stream: BinaryIO, header: IdxHeader, start: int) -> None:
         position += len(block)
 
 
-def _fill(stream: BinaryIO, buffer: memoryview) -> int:
-    """Fill ``buffer`` from the stream; returns the bytes read (short only at EOF)."""
-    filled = 0
-    while filled < len(buffer):
-        got = stream.readinto(buffer[filled:])  # type: ignore[attr-defined]
-        if not got:
-            break
-        filled += got
-    return filled
-
-
 def _check_end(stream: BinaryIO, header: IdxHeader) -> None:
     """After the last record: reject trailing data and, for gzip, verify the CRC.
 
@@ -320,7 +307,7 @@ def iter_idx_chunks(
         done = 0
         while done < count:
             chunk = np.empty((min(chunk_records, count - done), *header.record_shape), np.uint8)
-            got = _fill(stream, memoryview(chunk.reshape(-1)))
+            got = fill(stream, memoryview(chunk.reshape(-1)))
             if got < chunk.nbytes:
                 raise _truncated(header, start + done + got // header.record_size)
             done += len(chunk)
@@ -394,10 +381,7 @@ IDX_FILE_STEMS: tuple[str, ...] = tuple(
 
 def _check_data_dir(data_dir: str) -> None:
     """Reject a missing, non-directory or IDX-less data dir with a message that says so."""
-    if not os.path.exists(data_dir):
-        raise _error(data_dir, "data directory does not exist")
-    if not os.path.isdir(data_dir):
-        raise _error(data_dir, "is not a directory")
+    check_directory(data_dir, _error)
     if not any(
         os.path.isfile(os.path.join(data_dir, stem + ext))
         for stem in IDX_FILE_STEMS
