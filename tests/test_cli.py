@@ -27,6 +27,16 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+def assert_failed_cleanly(code: int, err: str, named: str, output_dir) -> None:
+    """Exit 1, exactly one error line naming the file, and no pipeline output."""
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("visionpipe: error: ") and named in lines[0], lines[0]
+    assert not (output_dir / "serving_model").exists()
+    assert not (output_dir / "run_summary.json").exists()
+
+
 def break_missing_file(data_dir: str) -> str:
     os.remove(os.path.join(data_dir, "t10k-labels-idx1-ubyte.gz"))
     return "t10k-labels-idx1-ubyte"
@@ -42,12 +52,15 @@ def break_wrong_magic(data_dir: str) -> str:
     return "train-images-idx3-ubyte.gz"
 
 
-def break_truncated_gzip(data_dir: str) -> str:
-    path = os.path.join(data_dir, "train-images-idx3-ubyte.gz")
+def truncate_to_half(path: str) -> None:
     with open(path, "rb") as handle:
         content = handle.read()
     with open(path, "wb") as handle:
         handle.write(content[: len(content) // 2])
+
+
+def break_truncated_gzip(data_dir: str) -> str:
+    truncate_to_half(os.path.join(data_dir, "train-images-idx3-ubyte.gz"))
     return "train-images-idx3-ubyte.gz"
 
 
@@ -109,12 +122,7 @@ def test_bad_input_gives_one_line_naming_the_file_and_exit_1(tmp_path, capsys, b
     code, out, err = run_cli(
         capsys, "run", "--data-dir", data_dir, "--output-dir", str(output_dir)
     )
-    assert code == 1
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("visionpipe: error: ") and named in lines[0], lines[0]
-    assert not (output_dir / "serving_model").exists()
-    assert not (output_dir / "run_summary.json").exists()
+    assert_failed_cleanly(code, err, named, output_dir)
 
 
 def test_missing_data_dir(tmp_path, capsys):
@@ -171,13 +179,14 @@ def test_predict_rejects_a_non_image_before_loading_anything(tmp_path, capsys):
     assert code == 1 and "bogus.png: not a readable PNG/JPEG image" in err
 
 
-def _cifar_truncated_tarball(root: str) -> str:
+def _cifar_batches() -> tuple[list[cifar_files.Batch], cifar_files.Batch]:
+    """Five tiny training batches and a test batch, as the writers take them."""
     train = [cifar_files.synthetic_cifar(10, seed=seed) for seed in range(5)]
-    path = cifar_files.write_python_version(root, train, cifar_files.synthetic_cifar(10), tarball=True)
-    with open(path, "rb") as handle:
-        content = handle.read()
-    with open(path, "wb") as handle:
-        handle.write(content[: len(content) // 2])
+    return train, cifar_files.synthetic_cifar(10)
+
+
+def _cifar_truncated_tarball(root: str) -> str:
+    truncate_to_half(cifar_files.write_python_version(root, *_cifar_batches(), tarball=True))
     return "cifar-10-python.tar.gz"
 
 
@@ -195,16 +204,14 @@ def _find(root: str, name: str) -> str:
 
 
 def _cifar_code_in_pickle(root: str) -> str:
-    train = [cifar_files.synthetic_cifar(10, seed=seed) for seed in range(5)]
-    cifar_files.write_python_version(root, train, cifar_files.synthetic_cifar(10), tarball=False)
+    cifar_files.write_python_version(root, *_cifar_batches(), tarball=False)
     with open(_find(root, "data_batch_3"), "wb") as handle:  # protocol 2: GLOBAL 'posix system' + a call
         handle.write(b"\x80\x02cposix\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.")
     return "data_batch_3"
 
 
 def _cifar_binary_size(root: str) -> str:
-    train = [cifar_files.synthetic_cifar(10, seed=seed) for seed in range(5)]
-    cifar_files.write_binary_version(root, train, cifar_files.synthetic_cifar(10), tarball=False)
+    cifar_files.write_binary_version(root, *_cifar_batches(), tarball=False)
     with open(_find(root, "test_batch.bin"), "ab") as handle:
         handle.write(b"\x00" * 7)
     return "test_batch.bin"
@@ -222,9 +229,4 @@ def test_bad_cifar_input_gives_one_line_naming_the_file_and_exit_1(tmp_path, cap
     code, _, err = run_cli(
         capsys, "run", "--dataset", "cifar10", "--data-dir", data_dir, "--output-dir", str(output_dir)
     )
-    assert code == 1
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("visionpipe: error: ") and named in lines[0], lines[0]
-    assert not (output_dir / "serving_model").exists()
-    assert not (output_dir / "run_summary.json").exists()
+    assert_failed_cleanly(code, err, named, output_dir)
