@@ -35,9 +35,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from bench.results_io import save_results  # noqa: E402
 from components import cifar_files, cifar_format, example_splits  # noqa: E402
-from pipeline import configs, definition, run_logging  # noqa: E402
+from pipeline import configs, datasets, definition, run_logging  # noqa: E402
 from pipeline.progress import ComponentProgress  # noqa: E402
-from trainer_module import model_names  # noqa: E402
+from trainer_module import features, model_names  # noqa: E402
 
 CIFAR_MODELS = (model_names.LENET5, model_names.MOBILENET_V2, model_names.RESNET9)
 TRAIN_BATCHES, PER_BATCH, TEST_COUNT = 5, 10_000, 10_000
@@ -106,9 +106,14 @@ def trainer_images_per_second(
     raw = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(run_fn.TRANSFORM_BATCH_SIZE)
     raw = raw.map(lambda records: tf.io.parse_example(records, transform_output.raw_feature_spec()))
     layer = transform_output.transform_features_layer()
+
+    def transform(raw_features: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        transformed = layer(raw_features)
+        return transformed[features.TRANSFORMED_IMAGE_KEY], transformed[features.LABEL_KEY]
+
     images_needed = steps * batch_size
     dataset = (
-        raw.map(lambda features: (layer(features)["image_xf"], layer(features)["label"]))
+        raw.map(transform)
         .unbatch()
         .take(images_needed)
         .cache()
@@ -116,7 +121,8 @@ def trainer_images_per_second(
         .batch(batch_size)
     )
     hparams = models.default_hparams(model_name)
-    model = models.build_model(model_name, (32, 32, 3), 10, hparams)
+    spec = datasets.CIFAR10
+    model = models.build_model(model_name, spec.image_shape, spec.num_classes, hparams)
     model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)  # warm-up: tracing, cache fill
     started = time.monotonic()
     model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
