@@ -42,7 +42,11 @@ class DatasetSpec:
     @property
     def schema_path(self) -> str:
         """The curated schema that ExampleValidator checks this dataset against."""
-        return os.path.join(SCHEMA_ROOT, self.name, "schema.pbtxt")
+        return self.schema_file(SCHEMA_ROOT)
+
+    def schema_file(self, schema_root: str) -> str:
+        """This dataset's schema under `schema_root` (e.g. the copy in a container image)."""
+        return os.path.join(schema_root, self.name, "schema.pbtxt")
 
 
 MNIST = DatasetSpec(

@@ -41,9 +41,21 @@ DEFAULT_BEAM_ARGS = (
 EXAMPLE_GENS = {datasets.IDX_FORMAT: IdxExampleGen, datasets.CIFAR_FORMAT: CifarExampleGen}
 
 
-def make_eval_config(accuracy_threshold: float, change_threshold: float) -> tfma.EvalConfig:
+def make_eval_config(accuracy_threshold: float, change_threshold: float | None) -> tfma.EvalConfig:
     """Accuracy gate on the overall slice (absolute and vs. the latest blessed model);
-    metrics are also computed per label and per class name for inspection."""
+    metrics are also computed per label and per class name for inspection.
+
+    `change_threshold=None` gates on the absolute threshold only, for pipelines
+    built without a baseline model (`create_pipeline(compare_with_blessed=False)`).
+    """
+    change = (
+        None
+        if change_threshold is None
+        else tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -change_threshold - 1e-10},
+        )
+    )
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
@@ -75,10 +87,7 @@ def make_eval_config(accuracy_threshold: float, change_threshold: float) -> tfma
                                     value_threshold=tfma.GenericValueThreshold(
                                         lower_bound={"value": accuracy_threshold}
                                     ),
-                                    change_threshold=tfma.GenericChangeThreshold(
-                                        direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-                                        absolute={"value": -change_threshold - 1e-10},
-                                    ),
+                                    change_threshold=change,
                                 ),
                             )
                         ],
@@ -112,11 +121,27 @@ def create_pipeline(
     metadata_connection_config: Any | None = None,
     beam_pipeline_args: tuple[str, ...] = DEFAULT_BEAM_ARGS,
     data_stages_only: bool = False,
+    *,
+    input_base: Any = None,
+    schema_root: str = datasets.SCHEMA_ROOT,
+    compare_with_blessed: bool = True,
 ) -> tfx.dsl.Pipeline:
     """Builds the full pipeline for one dataset and set of training options.
 
-    `data_stages_only` stops after Transform (ExampleGen ... Transform), for
-    benchmarks that measure the data stages at scale without training.
+    The one pipeline definition behind every runner; the keyword options are
+    the few things a runner must decide for its platform (kubeflow/runner.py):
+
+    * `data_stages_only` stops after Transform (ExampleGen ... Transform), for
+      benchmarks that measure the data stages at scale without training.
+    * `input_base`: where ExampleGen reads, instead of `config.data_dir`; e.g. a
+      RuntimeParameter, so a compiled Kubeflow package takes the data location
+      as a run parameter.
+    * `schema_root`: the folder of curated schemas as the executors will see it
+      (a path inside the container image on a cluster).
+    * `compare_with_blessed=False` drops the latest-blessed-model Resolver and
+      with it the "no worse than the blessed model" gate (Kubeflow Pipelines'
+      open-source backend cannot run Resolver nodes); the absolute accuracy
+      threshold still gates the push.
     """
 
     def assemble(components: list[Any]) -> tfx.dsl.Pipeline:
@@ -132,13 +157,13 @@ def create_pipeline(
     spec = datasets.get_dataset(config.dataset)
 
     example_gen = EXAMPLE_GENS[spec.source_format](
-        input_base=config.data_dir,
+        input_base=config.data_dir if input_base is None else input_base,
         image_shape=spec.image_shape,
         class_names=spec.class_names,
         train_eval_weights=config.train_eval_weights,
     )
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=spec.schema_path)
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=spec.schema_file(schema_root))
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
@@ -180,18 +205,26 @@ def create_pipeline(
         custom_config=training_custom_config(config),
     )
 
-    model_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+    baseline_nodes: list[Any] = []
+    baseline_inputs: dict[str, Any] = {}
+    if compare_with_blessed:
+        model_resolver = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        ).with_id("latest_blessed_model_resolver")
+        baseline_nodes.append(model_resolver)
+        baseline_inputs["baseline_model"] = model_resolver.outputs["model"]
 
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
-        baseline_model=model_resolver.outputs["model"],
-        eval_config=make_eval_config(config.accuracy_threshold, config.change_threshold),
+        eval_config=make_eval_config(
+            config.accuracy_threshold,
+            config.change_threshold if compare_with_blessed else None,
+        ),
         example_splits=[EVALUATION_SPLIT],
+        **baseline_inputs,
     )
 
     pusher = tfx.components.Pusher(
@@ -204,5 +237,5 @@ def create_pipeline(
         ),
     )
 
-    return assemble([*data_stages, trainer, model_resolver, evaluator, pusher])
+    return assemble([*data_stages, trainer, *baseline_nodes, evaluator, pusher])
 
