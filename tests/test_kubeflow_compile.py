@@ -1,0 +1,236 @@
+"""The Kubeflow package: compiled for real by TFX's KubeflowV2DagRunner, then checked.
+
+The package is compiled once for the module through the CLI
+(`visionpipe kubeflow compile`) and parsed into the official pipeline-spec
+protos; the tests then compare it with the local pipeline that
+`visionpipe run` executes, built by the same `create_pipeline`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from kubeflow import package, runner, settings
+from pipeline import cli, datasets, local_runner
+from pipeline.configs import RunConfig
+
+IMAGE = "registry.example.com/ml/visionpipe:0.1.0"
+PIPELINE_ROOT = "gs://visionpipe-test/root"
+DATA_DIR = "gs://visionpipe-test/data/fashion_mnist"
+NODE_LABEL = ("cloud.google.com/gke-accelerator", "nvidia-tesla-t4")
+RESOLVER_ID = "latest_blessed_model_resolver"
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    path = str(tmp_path_factory.mktemp("kfp") / "visionpipe.yaml")
+    code = cli.main(
+        [
+            "kubeflow", "compile",
+            "--image", IMAGE,
+            "--pipeline-root", PIPELINE_ROOT,
+            "--data-dir", DATA_DIR,
+            "--output", path,
+            "--gpus", "2",
+            "--gpu-node-selector", "=".join(NODE_LABEL),
+            "--epochs", "7",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    spec, platform = package.load_package(path)
+    with open(path, encoding="utf-8") as handle:
+        documents = list(yaml.safe_load_all(handle))
+    yield {
+        "path": path,
+        "spec": spec,
+        "platform": platform,
+        "documents": documents,
+        "executors": package.executor_config(spec).executors,
+    }
+
+
+def _local_pipeline(tmp_path: Any) -> Any:
+    config = RunConfig(output_dir=str(tmp_path / "out"), epochs=7).absolute()
+    return local_runner.build_local_pipeline(config)
+
+
+def _upstream_ids(pipeline: Any) -> dict[str, set[str]]:
+    return {
+        component.id: {node.id for node in component.upstream_nodes}
+        for component in pipeline.components
+    }
+
+
+def _package_upstream_ids(spec: pipeline_spec_pb2.PipelineSpec) -> dict[str, set[str]]:
+    """Per task: explicit dependencies plus the producers of its input artifacts."""
+    upstream = {}
+    for name, task in spec.root.dag.tasks.items():
+        producers = {
+            artifact.task_output_artifact.producer_task
+            for artifact in task.inputs.artifacts.values()
+            if artifact.task_output_artifact.producer_task
+        }
+        upstream[name] = producers | set(task.dependent_tasks)
+    return upstream
+
+
+def test_package_is_a_valid_pipeline_spec_with_pipeline_root(compiled: dict[str, Any]) -> None:
+    spec = compiled["spec"]
+    assert spec.pipeline_info.name == "visionpipe-fashion-mnist"
+    assert spec.schema_version == "2.1.0"
+    assert spec.default_pipeline_root == PIPELINE_ROOT
+    assert isinstance(compiled["platform"], pipeline_spec_pb2.PlatformSpec)
+
+
+def test_dag_has_the_local_components_and_wiring_without_the_resolver(
+    compiled: dict[str, Any], tmp_path: Any
+) -> None:
+    local = _upstream_ids(_local_pipeline(tmp_path))
+    # The one documented difference: no Resolver on Kubeflow (OSS KFP cannot run it).
+    del local[RESOLVER_ID]
+    local = {name: ids - {RESOLVER_ID} for name, ids in local.items()}
+
+    assert _package_upstream_ids(compiled["spec"]) == local
+    assert local["Evaluator"] == {"FileBasedExampleGen", "Trainer"}
+    assert "AnomalyGate" in local["Transform"]  # the anomaly gate still stops the data
+
+
+def test_local_and_kubeflow_pipelines_come_from_the_same_definition(tmp_path: Any) -> None:
+    kubeflow_settings = settings.KubeflowSettings(image=IMAGE, pipeline_root=PIPELINE_ROOT)
+    remote = runner.build_kubeflow_pipeline(RunConfig(epochs=7), kubeflow_settings)
+    local = _local_pipeline(tmp_path)
+
+    assert [c.id for c in local.components if c.id != RESOLVER_ID] == [c.id for c in remote.components]
+    for local_component, remote_component in zip(
+        (c for c in local.components if c.id != RESOLVER_ID), remote.components
+    ):
+        assert type(local_component) is type(remote_component)
+        assert local_component.exec_properties.keys() == remote_component.exec_properties.keys()
+    local_trainer = next(c for c in local.components if c.id == "Trainer")
+    remote_trainer = next(c for c in remote.components if c.id == "Trainer")
+    assert local_trainer.exec_properties["custom_config"] == remote_trainer.exec_properties["custom_config"]
+
+
+def test_every_executor_runs_the_image_with_the_tfx_launcher_command(compiled: dict[str, Any]) -> None:
+    containers = {name: e.container for name, e in compiled["executors"].items() if e.HasField("container")}
+    assert set(containers) == {f"{task}_executor" for task in compiled["spec"].root.dag.tasks}
+    for container in containers.values():
+        assert container.image == IMAGE
+        assert list(container.command) == [
+            "python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
+        ]  # fmt: skip
+
+
+def test_trainer_requests_gpus_and_every_component_cpu_and_memory(compiled: dict[str, Any]) -> None:
+    executors = compiled["executors"]
+    trainer = executors["Trainer_executor"].container.resources
+    assert trainer.accelerator.resource_type == "nvidia.com/gpu"
+    assert trainer.accelerator.resource_count == "2"
+    assert (trainer.resource_cpu_request, trainer.resource_memory_request) == ("4", "16Gi")
+    for name, executor in executors.items():
+        resources = executor.container.resources
+        if name != "Trainer_executor":
+            assert not resources.HasField("accelerator"), name
+            # Including FileBasedExampleGen, whose platform config TFX drops.
+            assert (resources.resource_cpu_request, resources.resource_memory_request) == ("1", "4Gi"), name
+            assert resources.memory_request == pytest.approx(4 * 2**30 / 1e9)
+
+
+def test_trainer_is_placed_on_gpu_nodes(compiled: dict[str, Any]) -> None:
+    platform = compiled["documents"][1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(platform) == {"Trainer_executor"}
+    assert platform["Trainer_executor"]["nodeSelector"] == {"labels": dict([NODE_LABEL])}
+    assert platform["Trainer_executor"]["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    assert set(compiled["platform"].platforms) == {"kubernetes"}
+
+
+def test_data_location_is_a_run_parameter_with_a_default(compiled: dict[str, Any]) -> None:
+    spec = compiled["spec"]
+    parameters = spec.root.input_definitions.parameters
+    assert set(parameters) == {runner.DATA_ROOT_PARAMETER}
+    data_root = parameters[runner.DATA_ROOT_PARAMETER]
+    assert data_root.parameter_type == pipeline_spec_pb2.ParameterType.STRING
+    assert data_root.is_optional and data_root.default_value.string_value == DATA_DIR
+    example_gen = spec.root.dag.tasks["FileBasedExampleGen"]
+    assert example_gen.inputs.parameters["input_base"].component_input_parameter == runner.DATA_ROOT_PARAMETER
+
+
+def _constant(task: pipeline_spec_pb2.PipelineTaskSpec, name: str) -> Any:
+    return json_format.MessageToDict(task.inputs.parameters[name].runtime_value.constant)
+
+
+def test_paths_baked_into_the_package_exist_on_the_cluster(compiled: dict[str, Any]) -> None:
+    tasks = compiled["spec"].root.dag.tasks
+    schema_file = _constant(tasks["ImportSchemaGen"], "schema_file")
+    expected = datasets.FASHION_MNIST.schema_file(runner.CONTAINER_SCHEMA_ROOT)
+    assert schema_file == expected
+    # The image has the repository's schema/ at /app/schema (kubeflow/Dockerfile).
+    relative = os.path.relpath(schema_file, settings.CONTAINER_PROJECT_ROOT)
+    assert os.path.isfile(os.path.join(os.path.dirname(datasets.SCHEMA_ROOT), relative))
+    push_destination = _constant(tasks["Pusher"], "push_destination")
+    assert f"{PIPELINE_ROOT}/serving_model/visionpipe-fashion-mnist" in push_destination
+    assert '"epochs": 7' in _constant(tasks["Trainer"], "custom_config")
+
+
+def test_cpu_only_package_has_no_gpu_request_or_placement(tmp_path: Any) -> None:
+    kubeflow_settings = settings.KubeflowSettings(
+        image=IMAGE,
+        pipeline_root=PIPELINE_ROOT,
+        trainer_resources=settings.ComponentResources(cpu="2", memory="8Gi", gpus=0),
+    )
+    path = runner.compile_package(RunConfig(), kubeflow_settings, str(tmp_path / "cpu.yaml"))
+
+    spec, platform = package.load_package(path)
+    trainer = package.executor_config(spec).executors["Trainer_executor"].container.resources
+    assert not trainer.HasField("accelerator") and trainer.resource_cpu_request == "2"
+    assert platform is None
+
+
+def test_a_failed_write_leaves_the_previous_package_untouched(tmp_path: Any) -> None:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text("previous good package\n")
+    broken = {"pipelineInfo": {"name": "x"}, "root": {"dag": {"tasks": {"t": {"noSuchField": 1}}}}}
+
+    with pytest.raises(package.PackageError, match="invalid PipelineSpec"):
+        package.write_package([broken], str(path))
+    assert path.read_text() == "previous good package\n"
+    assert os.listdir(tmp_path) == ["pipeline.yaml"]  # no scratch file left behind
+
+
+def test_tfx_cli_compiles_the_kubeflow_pipeline_for_vertex(tmp_path: Any) -> None:
+    """`tfx pipeline create --engine vertex` runs kubeflow/runner.py as its DSL file."""
+    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    environment = dict(
+        os.environ,
+        HOME=str(tmp_path),
+        VERTEX_HOME=str(tmp_path / "vertex"),
+        VISIONPIPE_IMAGE=IMAGE,
+        VISIONPIPE_PIPELINE_ROOT=PIPELINE_ROOT,
+        VISIONPIPE_DATA_DIR=DATA_DIR,
+        VISIONPIPE_EPOCHS="3",
+    )
+    tfx = os.path.join(os.path.dirname(sys.executable), "tfx")
+    command = [tfx, "pipeline", "create", "--engine", "vertex", "--pipeline_path", "kubeflow/runner.py"]
+    result = subprocess.run(
+        command, cwd=repo_root, env=environment, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+
+    with open(tmp_path / "vertex" / "visionpipe-fashion-mnist" / "pipeline.json", encoding="utf-8") as handle:
+        job = json.load(handle)
+    spec = json_format.ParseDict(job["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
+    assert "Trainer" in spec.root.dag.tasks and RESOLVER_ID not in str(list(spec.root.dag.tasks))
+    assert '"epochs": 3' in _constant(spec.root.dag.tasks["Trainer"], "custom_config")
+    assert job["runtimeConfig"]["gcsOutputDirectory"].startswith(PIPELINE_ROOT)
