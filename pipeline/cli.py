@@ -1,4 +1,4 @@
-"""`visionpipe` command line: run the pipeline, fetch data, predict with a pushed model.
+"""`visionpipe` command line: run the pipeline, fetch data, predict, deploy to Kubeflow.
 
 Exit codes of `run`: 0 a model was pushed; 3 the run completed but the Evaluator
 did not bless the model (nothing pushed); 1 anything failed (bad data, a
@@ -11,6 +11,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from kubeflow import commands as kubeflow_commands
+from kubeflow.commands import add_kubeflow_parser
 from pipeline import configs, datasets, run_logging
 
 
@@ -28,10 +30,40 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    """What to train and how: shared by `run` and `kubeflow compile`."""
     from trainer_module.model_names import MODEL_NAMES
     from trainer_module.normalization_names import NORMALIZATIONS
 
+    parser.add_argument(
+        "--dataset", choices=sorted(datasets.DATASETS), default=datasets.DEFAULT_DATASET, help="which dataset the files hold"
+    )
+    parser.add_argument(
+        "--model",
+        choices=MODEL_NAMES,
+        default=argparse.SUPPRESS,
+        help="network from the model zoo (default: "
+        + ", ".join(f"{spec.default_model} for {name}" for name, spec in datasets.DATASETS.items())
+        + ")",
+    )
+    parser.add_argument(
+        "--normalization",
+        choices=NORMALIZATIONS,
+        default=NORMALIZATIONS[0],
+        help="computed: per-channel mean/std of the training split (tf.Transform full pass); "
+        "imagenet: the fixed ImageNet RGB mean/std (colour datasets)",
+    )
+    parser.add_argument("--epochs", type=_positive_int, default=configs.DEFAULT_EPOCHS, help="passes over the train split")
+    parser.add_argument("--batch-size", type=_positive_int, default=configs.DEFAULT_BATCH_SIZE, help="training batch size")
+    parser.add_argument(
+        "--accuracy-threshold",
+        type=_fraction,
+        default=configs.DEFAULT_ACCURACY_THRESHOLD,
+        help="minimum test SparseCategoricalAccuracy for the model to be blessed and pushed",
+    )
+
+
+def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
     run = subparsers.add_parser(
         "run",
         help="run the whole pipeline locally (ExampleGen ... Pusher)",
@@ -39,9 +71,6 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         "arguments it trains on the embedded Fashion-MNIST sample. Exit codes: 0 model "
         "pushed, 3 completed but not blessed (nothing pushed), 1 failed, 2 usage.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    run.add_argument(
-        "--dataset", choices=sorted(datasets.DATASETS), default=datasets.DEFAULT_DATASET, help="which dataset the files hold"
     )
     run.add_argument(
         "--data-dir",
@@ -56,29 +85,7 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         default=configs.DEFAULT_OUTPUT_DIR,
         help="artifacts, ML Metadata, pushed models, logs and run_summary.json",
     )
-    run.add_argument(
-        "--model",
-        choices=MODEL_NAMES,
-        default=argparse.SUPPRESS,
-        help="network from the model zoo (default: "
-        + ", ".join(f"{spec.default_model} for {name}" for name, spec in datasets.DATASETS.items())
-        + ")",
-    )
-    run.add_argument(
-        "--normalization",
-        choices=NORMALIZATIONS,
-        default=NORMALIZATIONS[0],
-        help="computed: per-channel mean/std of the training split (tf.Transform full pass); "
-        "imagenet: the fixed ImageNet RGB mean/std (colour datasets)",
-    )
-    run.add_argument("--epochs", type=_positive_int, default=configs.DEFAULT_EPOCHS, help="passes over the train split")
-    run.add_argument("--batch-size", type=_positive_int, default=configs.DEFAULT_BATCH_SIZE, help="training batch size")
-    run.add_argument(
-        "--accuracy-threshold",
-        type=_fraction,
-        default=configs.DEFAULT_ACCURACY_THRESHOLD,
-        help="minimum test SparseCategoricalAccuracy for the model to be blessed and pushed",
-    )
+    _add_training_options(run)
     run.add_argument("--verbose", action="store_true", help="also print TFX/Beam logs")
 
 
@@ -88,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_run_parser(subparsers)
+    add_kubeflow_parser(subparsers, _add_training_options, _positive_int)
 
     fetch = subparsers.add_parser("fetch", help="download an official dataset with checksum checks")
     fetch.add_argument("--dataset", choices=sorted(datasets.DATASETS), required=True)
@@ -103,6 +111,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _training_config(args: argparse.Namespace, *, data_dir: str, output_dir: str) -> configs.RunConfig:
+    """RunConfig from the shared training options, with the given locations."""
+    return configs.RunConfig(
+        dataset=args.dataset,
+        data_dir=data_dir,
+        output_dir=output_dir,
+        model=getattr(args, "model", None),
+        normalization=args.normalization,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        accuracy_threshold=args.accuracy_threshold,
+    )
+
+
 def _run_config(args: argparse.Namespace) -> configs.RunConfig:
     data_dir = getattr(args, "data_dir", None)
     if data_dir is None:
@@ -112,16 +134,7 @@ def _run_config(args: argparse.Namespace) -> configs.RunConfig:
                 f"(try: visionpipe fetch --dataset {args.dataset})"
             )
         data_dir = datasets.DEFAULT_SAMPLE_DIR
-    return configs.RunConfig(
-        dataset=args.dataset,
-        data_dir=data_dir,
-        output_dir=args.output_dir,
-        model=getattr(args, "model", None),
-        normalization=args.normalization,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        accuracy_threshold=args.accuracy_threshold,
-    ).absolute()
+    return _training_config(args, data_dir=data_dir, output_dir=args.output_dir).absolute()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipeline import run_command
 
         return run_command.run(_run_config(args), verbose=args.verbose)
+    if args.command == "kubeflow":
+        return kubeflow_commands.main(args, _training_config)
     if args.command == "fetch":
         from pipeline import fetch_command
 

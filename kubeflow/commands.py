@@ -1,0 +1,229 @@
+"""`visionpipe kubeflow compile | run | status`: the Kubeflow side of the CLI.
+
+Exit codes: 0 success (for `run --wait`: the run SUCCEEDED); 1 a bad setting,
+an unreachable or refusing endpoint, or a run that ended in any other state;
+2 bad command-line usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+from kubeflow.client import DEFAULT_COOKIE_ENV, DEFAULT_TOKEN_ENV
+from kubeflow.package import PACKAGE_FILENAME
+from kubeflow.settings import DATA_ROOT_PARAMETER
+
+DEFAULT_EXPERIMENT = "visionpipe"
+DEFAULT_WAIT_TIMEOUT_SECONDS = 24 * 3600
+DEFAULT_POLL_SECONDS = 15.0
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except the None of options that are simply optional."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.required:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _add_connection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--endpoint",
+        required=True,
+        help="the KFP API URL, e.g. https://kubeflow.example.com/pipeline or http://localhost:8080",
+    )
+    parser.add_argument("--namespace", default=None, help="Kubeflow profile namespace (multi-user clusters)")
+    parser.add_argument(
+        "--token-env",
+        default=DEFAULT_TOKEN_ENV,
+        metavar="VAR",
+        help="environment variable holding a bearer token, sent as 'Authorization: Bearer'",
+    )
+    parser.add_argument(
+        "--cookie-env",
+        default=DEFAULT_COOKIE_ENV,
+        metavar="VAR",
+        help="environment variable holding a session cookie string (e.g. authservice_session=...)",
+    )
+    parser.add_argument("--ui-url", help="base URL of the KFP UI for run links (default: --endpoint)")
+
+
+def add_kubeflow_parser(
+    subparsers: argparse._SubParsersAction,
+    add_training_options: Callable[[argparse.ArgumentParser], None],
+    positive_int: Callable[[str], int],
+) -> None:
+    """Registers `kubeflow compile|run|status`; training options are shared with `run`."""
+    kubeflow = subparsers.add_parser(
+        "kubeflow", help="compile the pipeline for Kubeflow Pipelines v2, submit it, follow runs"
+    )
+    commands = kubeflow.add_subparsers(dest="kubeflow_command", required=True)
+
+    compile_parser = commands.add_parser(
+        "compile",
+        help="compile the pipeline into a KFP v2 YAML package",
+        description="Compile the same pipeline as `visionpipe run` (TFX KubeflowV2DagRunner) into a "
+        "Kubeflow Pipelines v2 package. Nothing is contacted.",
+        formatter_class=_HelpFormatter,
+    )
+    compile_parser.add_argument("--image", required=True, help="pipeline image with a tag or digest")
+    compile_parser.add_argument(
+        "--pipeline-root", required=True, help="gs://, s3:// or minio:// URI for artifacts and pushed models"
+    )
+    compile_parser.add_argument(
+        "--data-dir",
+        help="URI of the dataset files; the package's data_root run parameter defaults to it "
+        "(default: <pipeline-root>/data/<dataset>)",
+    )
+    compile_parser.add_argument("--output", default=PACKAGE_FILENAME, help="package file to write")
+    compile_parser.add_argument("--gpus", type=int, default=1, help="GPUs for the Trainer (0: CPU only)")
+    compile_parser.add_argument(
+        "--gpu-resource", default="nvidia.com/gpu", help="Kubernetes resource name of the GPU"
+    )
+    compile_parser.add_argument(
+        "--gpu-node-selector",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="node label for the Trainer's pod, e.g. cloud.google.com/gke-accelerator=nvidia-tesla-t4 "
+        "(repeatable)",
+    )
+    compile_parser.add_argument("--trainer-cpu", default="4", help="Trainer CPU request")
+    compile_parser.add_argument("--trainer-memory", default="16Gi", help="Trainer memory request")
+    compile_parser.add_argument("--cpu", default="1", help="CPU request of every other component")
+    compile_parser.add_argument("--memory", default="4Gi", help="memory request of every other component")
+    add_training_options(compile_parser)
+
+    run_parser = commands.add_parser(
+        "run",
+        help="upload a compiled package and start a run",
+        description="Upload the package (a new pipeline, or a new version of it) and start a run "
+        "through kfp.Client; prints the run id and its UI link.",
+        formatter_class=_HelpFormatter,
+    )
+    _add_connection_options(run_parser)
+    run_parser.add_argument("--package", default=PACKAGE_FILENAME, help="the compiled package")
+    run_parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="KFP experiment name")
+    run_parser.add_argument("--run-name", help="default: <pipeline name> <UTC time>")
+    run_parser.add_argument(
+        "--data-dir", help="override the package's data_root run parameter for this run"
+    )
+    run_parser.add_argument("--wait", action="store_true", help="follow the run until it finishes")
+    run_parser.add_argument(
+        "--timeout", type=positive_int, default=DEFAULT_WAIT_TIMEOUT_SECONDS, help="--wait limit, seconds"
+    )
+    run_parser.add_argument(
+        "--poll-seconds", type=float, default=DEFAULT_POLL_SECONDS, help=argparse.SUPPRESS
+    )
+
+    status_parser = commands.add_parser(
+        "status", help="show a run's state", formatter_class=_HelpFormatter
+    )
+    _add_connection_options(status_parser)
+    status_parser.add_argument("run_id", metavar="RUN_ID")
+    status_parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def main(args: argparse.Namespace, run_config: Callable[..., object]) -> int:
+    """Dispatches `visionpipe kubeflow ...`; every expected failure is one line on stderr."""
+    from kubeflow.client import KubeflowClientError
+    from kubeflow.package import PackageError
+    from kubeflow.settings import KubeflowConfigError
+
+    try:
+        if args.kubeflow_command == "compile":
+            return _compile(args, run_config)
+        if args.kubeflow_command == "run":
+            return _run(args)
+        return _status(args)
+    except (KubeflowConfigError, KubeflowClientError, PackageError) as error:
+        print(f"visionpipe: error: {error}", file=sys.stderr)
+        return 1
+
+
+def _compile(args: argparse.Namespace, run_config: Callable[..., object]) -> int:
+    from kubeflow.settings import ComponentResources, KubeflowSettings, check_node_selector
+
+    settings = KubeflowSettings(
+        image=args.image,
+        pipeline_root=args.pipeline_root,
+        data_root=args.data_dir,
+        component_resources=ComponentResources(cpu=args.cpu, memory=args.memory),
+        trainer_resources=ComponentResources(
+            cpu=args.trainer_cpu, memory=args.trainer_memory, gpus=args.gpus, gpu_resource=args.gpu_resource
+        ),
+        gpu_node_selector=check_node_selector(tuple(args.gpu_node_selector)),
+    )
+    for warning in settings.storage_warnings():
+        print(f"visionpipe: warning: {warning}", file=sys.stderr)
+    config = run_config(args, data_dir=settings.data_root_for(args.dataset), output_dir=settings.pipeline_root)
+    print(f"visionpipe: compiling {config.pipeline_name} for Kubeflow Pipelines (image {settings.image}) ...")
+    from kubeflow import runner
+
+    path = runner.compile_package(config, settings, args.output)
+    gpu = f"{args.gpus} x {args.gpu_resource}" if args.gpus else "no GPU"
+    print(f"visionpipe: wrote {path}")
+    print(f"  pipeline root {settings.pipeline_root}; data_root {settings.data_root_for(args.dataset)}; Trainer {gpu}")
+    return 0
+
+
+def _connect(args: argparse.Namespace):  # -> KubeflowClient, imported lazily
+    from kubeflow.client import Credentials, KubeflowClient
+
+    credentials = Credentials.from_environment(args.token_env, args.cookie_env)
+    return KubeflowClient(args.endpoint, credentials, namespace=args.namespace, ui_url=args.ui_url)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import datetime
+
+    from kubeflow import package
+
+    spec, _ = package.load_package(args.package)  # a broken package never reaches the cluster
+    pipeline_name = spec.pipeline_info.name
+    client = _connect(args)
+    print(f"visionpipe: uploading {args.package} as pipeline {pipeline_name} to {client.endpoint} ...")
+    pipeline_id, version_id = client.upload(args.package, pipeline_name)
+    parameters = {DATA_ROOT_PARAMETER: args.data_dir} if args.data_dir else {}
+    run_name = args.run_name or f"{pipeline_name} {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S}"
+    run_id = client.start_run(pipeline_id, version_id, args.experiment, run_name, parameters)
+    print(f"visionpipe: started run {run_id} in experiment {args.experiment}")
+    print(f"  {client.run_url(run_id)}")
+    if not args.wait:
+        return 0
+    final = client.wait(
+        run_id,
+        timeout_seconds=args.timeout,
+        poll_seconds=args.poll_seconds,
+        on_change=lambda status, elapsed: print(f"  [{elapsed:7.0f} s] {status.state}", flush=True),
+    )
+    if not final.finished:
+        print(f"visionpipe: error: run {run_id} still {final.state} after {args.timeout} s", file=sys.stderr)
+        return 1
+    if final.state != "SUCCEEDED":
+        detail = f": {final.error}" if final.error else ""
+        print(f"visionpipe: error: run {run_id} {final.state}{detail}", file=sys.stderr)
+        return 1
+    print(f"visionpipe: run {run_id} SUCCEEDED")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    status = _connect(args).status(args.run_id)
+    if args.json:
+        print(json.dumps(status.to_json(), indent=2))
+        return 0
+    print(f"run {status.run_id} ({status.name}): {status.state}")
+    if status.created_at:
+        print(f"  created  {status.created_at}")
+    if status.finished_at:
+        print(f"  finished {status.finished_at}")
+    if status.error:
+        print(f"  error    {status.error}")
+    print(f"  {status.url}")
+    return 0
+
