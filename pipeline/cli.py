@@ -1,4 +1,4 @@
-"""`visionpipe` command line: run the pipeline, fetch data, predict, deploy to Kubeflow.
+"""`visionpipe` command line: run the pipeline, fetch data, inspect evaluations, predict, deploy to Kubeflow.
 
 Exit codes of `run`: 0 a model was pushed; 3 the run completed but the Evaluator
 did not bless the model (nothing pushed); 1 anything failed (bad data, a
@@ -89,6 +89,35 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--verbose", action="store_true", help="also print TFX/Beam logs")
 
 
+def _add_slices_parser(subparsers: argparse._SubParsersAction) -> None:
+    slices = subparsers.add_parser(
+        "slices",
+        help="per-slice metrics and the blessing verdict of an Evaluator run",
+        description="Show TFMA's metrics per slice (overall, each class) for the newest "
+        "Evaluator run in an output dir, or for one evaluation folder, with the difference "
+        "to the baseline model and the validation verdict. Exit codes: 0 shown (blessed or "
+        "not), 1 no or unreadable evaluation, 2 usage.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    where = slices.add_mutually_exclusive_group()
+    where.add_argument(
+        "--output-dir",
+        default=configs.DEFAULT_OUTPUT_DIR,
+        help="a run's output dir: its newest Evaluator output (found in metadata.sqlite)",
+    )
+    where.add_argument(
+        "--eval-dir",
+        default=argparse.SUPPRESS,
+        help="an Evaluator output folder (.../Evaluator/evaluation/<id>) instead",
+    )
+    slices.add_argument("--metric", default="sparse_categorical_accuracy", help="metric shown first and sorted by")
+    slices.add_argument(
+        "--sort", choices=("worst",), default=argparse.SUPPRESS,
+        help="worst: slices by ascending --metric, after the overall row (default: slice order)",
+    )
+    slices.add_argument("--json", action="store_true", help="machine-readable output")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="visionpipe", description="TFX image-classification pipeline."
@@ -96,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_run_parser(subparsers)
     add_kubeflow_parser(subparsers, _add_training_options, _positive_int)
+    _add_slices_parser(subparsers)
 
     fetch = subparsers.add_parser("fetch", help="download an official dataset with checksum checks")
     fetch.add_argument("--dataset", choices=sorted(datasets.DATASETS), required=True)
@@ -150,6 +180,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipeline import fetch_command
 
         return fetch_command.fetch(args.dataset, args.data_dir)
+    if args.command == "slices":
+        from pipeline import slices_command
+
+        return slices_command.slices(
+            output_dir=args.output_dir,
+            eval_dir=getattr(args, "eval_dir", None),
+            metric=args.metric,
+            sort=getattr(args, "sort", None),
+            as_json=args.json,
+        )
     from pipeline import predict
 
     return predict.predict_files(args.model_dir, args.images)

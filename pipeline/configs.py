@@ -17,9 +17,24 @@ DEFAULT_EPOCHS = 10
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_ACCURACY_THRESHOLD = 0.80
 DEFAULT_OUTPUT_DIR = "visionpipe_output"
+METADATA_FILE = "metadata.sqlite"  # ML Metadata of every run, in the output dir
+SUMMARY_FILE = "run_summary.json"  # what the newest completed `run` produced, in the output dir
+DEFAULT_WORST_COUNT = 16  # worst-classified test images in `visionpipe report`
 # Allowed drop in accuracy relative to the latest blessed model before a new one
 # is refused (0 means "no worse than").
 DEFAULT_CHANGE_THRESHOLD = 0.0
+
+
+def pipeline_name_for(dataset: str) -> str:
+    """One pipeline (and ML Metadata context, and pipeline-root folder) per dataset."""
+    return f"visionpipe-{dataset.replace('_', '-')}"
+
+
+def dataset_of_pipeline(pipeline_name: str) -> datasets.DatasetSpec | None:
+    """The dataset whose pipeline this is (the inverse of pipeline_name_for), if any."""
+    return next(
+        (spec for name, spec in datasets.DATASETS.items() if pipeline_name_for(name) == pipeline_name), None
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +78,7 @@ class RunConfig:
 
     @property
     def pipeline_name(self) -> str:
-        return f"visionpipe-{self.dataset.replace('_', '-')}"
+        return pipeline_name_for(self.dataset)
 
     @property
     def pipeline_root(self) -> str:
@@ -71,7 +86,7 @@ class RunConfig:
 
     @property
     def metadata_path(self) -> str:
-        return os.path.join(self.output_dir, "metadata.sqlite")
+        return os.path.join(self.output_dir, METADATA_FILE)
 
     @property
     def serving_model_base(self) -> str:
@@ -80,7 +95,7 @@ class RunConfig:
 
     @property
     def summary_path(self) -> str:
-        return os.path.join(self.output_dir, "run_summary.json")
+        return os.path.join(self.output_dir, SUMMARY_FILE)
 
     def absolute(self) -> "RunConfig":
         """Same config with absolute paths (TFX artifacts must not depend on the cwd)."""

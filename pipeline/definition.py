@@ -14,6 +14,7 @@ from tfx import v1 as tfx
 
 from components.anomaly_gate import AnomalyGate
 from components.cifar_example_gen.component import CifarExampleGen
+from components import prediction_outcome
 from components.idx_example_gen.component import IdxExampleGen
 from pipeline import datasets
 from pipeline.configs import RunConfig
@@ -22,6 +23,11 @@ from trainer_module import features
 PREPROCESSING_FN = "trainer_module.preprocessing.preprocessing_fn"
 RUN_FN = "trainer_module.run_fn.run_fn"
 ACCURACY_METRIC = "SparseCategoricalAccuracy"
+TOP_K = 2  # top-2 accuracy: is the true class at least the runner-up?
+NUM_CLASSES = 10  # every dataset of pipeline.datasets has ten classes
+# Adds the prediction_outcome slice feature inside the Evaluator (by import path,
+# so nothing is packaged as a wheel and Kubeflow images import it the same way).
+EVALUATOR_MODULE = "components.prediction_outcome"
 PREDICTION_KEY = "probabilities"
 EVALUATION_SPLIT = "test"
 INFERENCE_BATCH_SIZE = 256
@@ -41,12 +47,12 @@ DEFAULT_BEAM_ARGS = (
 EXAMPLE_GENS = {datasets.IDX_FORMAT: IdxExampleGen, datasets.CIFAR_FORMAT: CifarExampleGen}
 
 
-def make_eval_config(accuracy_threshold: float, change_threshold: float | None) -> tfma.EvalConfig:
-    """Accuracy gate on the overall slice (absolute and vs. the latest blessed model);
-    metrics are also computed per label and per class name for inspection.
+def _accuracy_gate(accuracy_threshold: float, change_threshold: float | None) -> tfma.MetricConfig:
+    """SparseCategoricalAccuracy, gated on the overall slice only.
 
-    `change_threshold=None` gates on the absolute threshold only, for pipelines
-    built without a baseline model (`create_pipeline(compare_with_blessed=False)`).
+    Above `accuracy_threshold` AND no worse than the latest blessed model by
+    more than `change_threshold`; `None` skips the comparison (no baseline).
+    Per-class slices are for inspection, not for blessing.
     """
     change = (
         None
@@ -56,6 +62,33 @@ def make_eval_config(accuracy_threshold: float, change_threshold: float | None) 
             absolute={"value": -change_threshold - 1e-10},
         )
     )
+    return tfma.MetricConfig(
+        class_name=ACCURACY_METRIC,
+        per_slice_thresholds=[
+            config_pb2.PerSliceMetricThreshold(
+                slicing_specs=[tfma.SlicingSpec()],
+                threshold=tfma.MetricThreshold(
+                    value_threshold=tfma.GenericValueThreshold(lower_bound={"value": accuracy_threshold}),
+                    change_threshold=change,
+                ),
+            )
+        ],
+    )
+
+
+def make_eval_config(
+    accuracy_threshold: float, change_threshold: float | None, num_classes: int = NUM_CLASSES
+) -> tfma.EvalConfig:
+    """What the Evaluator computes on the test split, and what it blesses on.
+
+    Slices: overall, per class (by `label` id and, for people, by `class_name`),
+    and by `prediction_outcome` (correct / misclassified; added by
+    components.prediction_outcome). Metrics: accuracy (the gate), top-2
+    accuracy, example count, the multi-class confusion matrix (a plot), and
+    one-vs-rest precision, recall and calibration per class.
+    `change_threshold=None` gates on the absolute threshold only, for pipelines
+    built without a baseline model (`create_pipeline(compare_with_blessed=False)`).
+    """
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
@@ -72,29 +105,28 @@ def make_eval_config(accuracy_threshold: float, change_threshold: float | None) 
             tfma.SlicingSpec(feature_keys=[features.LABEL_KEY]),
             # The same per-class slices, keyed by name ("Coat", "cat") for people.
             tfma.SlicingSpec(feature_keys=[features.CLASS_NAME_KEY]),
+            tfma.SlicingSpec(feature_keys=[prediction_outcome.PREDICTION_OUTCOME_KEY]),
         ],
         metrics_specs=[
             tfma.MetricsSpec(
                 metrics=[
-                    tfma.MetricConfig(
-                        class_name=ACCURACY_METRIC,
-                        # The gate looks at the overall slice only: per-label
-                        # slices are for inspection, not for blessing.
-                        per_slice_thresholds=[
-                            config_pb2.PerSliceMetricThreshold(
-                                slicing_specs=[tfma.SlicingSpec()],
-                                threshold=tfma.MetricThreshold(
-                                    value_threshold=tfma.GenericValueThreshold(
-                                        lower_bound={"value": accuracy_threshold}
-                                    ),
-                                    change_threshold=change,
-                                ),
-                            )
-                        ],
-                    ),
+                    _accuracy_gate(accuracy_threshold, change_threshold),
+                    tfma.MetricConfig(class_name="SparseTopKCategoricalAccuracy", config=f'"k": {TOP_K}'),
                     tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
                 ]
-            )
+            ),
+            # One-vs-rest per class: sub keys "classId:0" .. "classId:N-1".
+            # top_k 1: a class counts as predicted when it is the arg-max (as
+            # for accuracy), not when its probability passes 0.5.
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="Precision", config='"top_k": 1'),
+                    tfma.MetricConfig(class_name="Recall", config='"top_k": 1'),
+                    tfma.MetricConfig(class_name="Calibration"),
+                ],
+                binarize=config_pb2.BinarizationOptions(class_ids={"values": list(range(num_classes))}),
+            ),
         ],
     )
 
@@ -222,8 +254,10 @@ def create_pipeline(
         eval_config=make_eval_config(
             config.accuracy_threshold,
             config.change_threshold if compare_with_blessed else None,
+            num_classes=len(spec.class_names),
         ),
         example_splits=[EVALUATION_SPLIT],
+        module_path=EVALUATOR_MODULE,
         **baseline_inputs,
     )
 

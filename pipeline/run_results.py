@@ -34,6 +34,18 @@ class RunOutcome:
     training: dict  # trainer_module.run_fn's training_summary.json ({} if missing)
 
 
+def output_artifacts(
+    store: metadata_store.MetadataStore, execution_id: int
+) -> list[metadata_store_pb2.Artifact]:
+    events = store.get_events_by_execution_ids([execution_id])
+    output_ids = [
+        event.artifact_id
+        for event in events
+        if event.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+    ]
+    return list(store.get_artifacts_by_id(output_ids)) if output_ids else []
+
+
 def _latest_outputs(
     store: metadata_store.MetadataStore, pipeline_name: str, node_id: str
 ) -> list[metadata_store_pb2.Artifact]:
@@ -45,16 +57,17 @@ def _latest_outputs(
     if not executions:
         return []
     latest = max(executions, key=lambda execution: execution.id)
-    events = store.get_events_by_execution_ids([latest.id])
-    output_ids = [
-        event.artifact_id
-        for event in events
-        if event.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
-    ]
-    return list(store.get_artifacts_by_id(output_ids)) if output_ids else []
+    return output_artifacts(store, latest.id)
 
 
-def _int_property(artifact: metadata_store_pb2.Artifact, name: str) -> int:
+def evaluator_output(
+    artifacts: Sequence[metadata_store_pb2.Artifact], output_key: str
+) -> metadata_store_pb2.Artifact | None:
+    """The Evaluator's `evaluation` or `blessing` output (TFX names their folders so)."""
+    return next((a for a in artifacts if a.uri and output_key in a.uri), None)
+
+
+def int_property(artifact: metadata_store_pb2.Artifact, name: str) -> int:
     value = artifact.custom_properties.get(name)
     return int(value.int_value) if value is not None else 0
 
@@ -94,14 +107,14 @@ def read_outcome(
         metadata.sqlite_metadata_connection_config(metadata_path)
     )
     evaluator_outputs = _latest_outputs(store, pipeline_name, "Evaluator")
-    blessing = next((a for a in evaluator_outputs if a.uri and "blessing" in a.uri), None)
-    evaluation = next((a for a in evaluator_outputs if a.uri and "evaluation" in a.uri), None)
-    blessed = bool(blessing is not None and _int_property(blessing, "blessed"))
+    blessing = evaluator_output(evaluator_outputs, "blessing")
+    evaluation = evaluator_output(evaluator_outputs, "evaluation")
+    blessed = bool(blessing is not None and int_property(blessing, "blessed"))
 
     pushed_dir = None
     if blessed:
         for artifact in _latest_outputs(store, pipeline_name, "Pusher"):
-            if _int_property(artifact, "pushed"):
+            if int_property(artifact, "pushed"):
                 pushed_dir = _string_property(artifact, "pushed_destination") or None
 
     training: dict = {}
@@ -124,11 +137,20 @@ def read_outcome(
     )
 
 
-def write_json_atomically(path: str, payload: dict) -> None:
-    """Writes JSON via a temp file + rename, so a crash never leaves half a summary."""
+def write_text_atomically(path: str, text: str) -> None:
+    """Writes via a temp file + rename, so a crash never leaves half a file
+    (and an earlier good one stays until the new one is complete)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temporary = f"{path}.tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=False)
-        handle.write("\n")
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def write_json_atomically(path: str, payload: dict) -> None:
+    """Writes JSON via a temp file + rename, so a crash never leaves half a summary."""
+    write_text_atomically(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")

@@ -75,8 +75,10 @@ def test_pushed_model_classifies_a_png_through_the_image_signature(first_run, tm
     assert len(predicted) == 10 and correct >= 7, lines
 
 
-def test_rerun_with_a_higher_bar_reuses_the_cache_and_exits_3(first_run):
-    _, first_summary, data_dir, output_dir = first_run
+@pytest.fixture(scope="module")
+def higher_bar_run(first_run):
+    """The same data and training re-run with a 0.95 bar: a NOT blessed run (with a baseline)."""
+    _, _, data_dir, output_dir = first_run
     before = pushed_versions(output_dir)
     code = cli.main(
         ["run", "--dataset", "mnist", "--data-dir", data_dir, "--output-dir", output_dir,
@@ -84,6 +86,12 @@ def test_rerun_with_a_higher_bar_reuses_the_cache_and_exits_3(first_run):
     )
     with open(os.path.join(output_dir, "run_summary.json"), encoding="utf-8") as handle:
         summary = json.load(handle)
+    return code, summary, before
+
+
+def test_rerun_with_a_higher_bar_reuses_the_cache_and_exits_3(first_run, higher_bar_run):
+    _, first_summary, _, output_dir = first_run
+    code, summary, before = higher_bar_run
     assert code == 3
     assert summary["blessed"] is False and summary["pushed_model_dir"] is None
     assert pushed_versions(output_dir) == before
@@ -106,6 +114,72 @@ def test_bad_data_after_a_good_run_keeps_earlier_results(first_run, tmp_path, ca
     assert pushed_versions(output_dir) == before
     with open(summary_path, "rb") as handle:
         assert handle.read() == summary_before
+
+
+def slices_json(capsys, *argv: str) -> dict:
+    capsys.readouterr()
+    assert cli.main(["slices", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_slices_of_the_blessed_run_match_the_summary(first_run, capsys):
+    _, summary, _, _ = first_run
+    uri = summary["evaluation_uri"]
+    capsys.readouterr()
+    assert cli.main(["slices", "--eval-dir", uri]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith(("overall ", "class_name="))}
+    assert list(rows) == ["overall"] + [f"class_name={digit}" for digit in range(10)]
+    assert rows["overall"][:2] == ["120", f"{summary['test_accuracy']:.4f}"]
+    for digit, accuracy in summary["per_class_accuracy"].items():
+        assert rows[f"class_name={digit}"][1] == f"{accuracy:.4f}"
+    assert "per class, one-vs-rest (overall slice):" in out  # MNIST's class names are its digits
+    assert "validation: BLESSED" in out and "failed:" not in out and "no baseline model" in out
+
+    result = slices_json(capsys, "--eval-dir", uri, "--sort", "worst")
+    by_name = {entry["slice"]: entry for entry in result["slices"]}
+    assert result["slices"][0]["slice"] == "overall" and len(by_name) == 23
+    assert list(result["slices"][0]["class_metrics"]) == [str(digit) for digit in range(10)]
+    assert by_name["prediction_outcome=correct"]["example_count"] == round(120 * summary["test_accuracy"])
+    for digit, accuracy in summary["per_class_accuracy"].items():  # label slices are the same classes
+        assert by_name[f"label={digit}"]["metrics"]["sparse_categorical_accuracy"] == pytest.approx(accuracy)
+        assert by_name[f"class_name={digit}"]["metrics"]["sparse_categorical_accuracy"] == pytest.approx(accuracy)
+    for column in ("class_name", "label", "prediction_outcome"):  # worst first within each column
+        accuracies = [
+            entry["metrics"]["sparse_categorical_accuracy"] for entry in result["slices"] if entry["column"] == column
+        ]
+        assert accuracies == sorted(accuracies) and accuracies
+    assert result["validation"]["blessed"] is True and result["validation"]["failures"] == []
+
+
+def test_slices_of_the_not_blessed_run_name_the_failing_slice(higher_bar_run, first_run, capsys):
+    _, summary, _ = higher_bar_run
+    *_, output_dir = first_run
+    accuracy = summary["test_accuracy"]
+    capsys.readouterr()
+    assert cli.main(["slices", "--output-dir", output_dir]) == 0  # the newest Evaluator run
+    out = capsys.readouterr().out
+    assert f"evaluation: {summary['evaluation_uri']} " in out and "candidate vs baseline" in out
+    assert "validation: NOT BLESSED" in out
+    assert (
+        f"failed: overall: sparse_categorical_accuracy = {accuracy:.4f}, below lower bound 0.9500 "
+        f"by {0.95 - accuracy:.4f}" in out
+    )
+    overall = next(line for line in out.splitlines() if line.startswith("overall "))
+    cells = overall.split()  # the same model as the baseline: every difference is 0
+    assert cells[:3] == ["overall", "120", f"{accuracy:.4f}"] and cells[4:] == ["+0.0000", "+0.0000"]
+
+    result = slices_json(capsys, "--output-dir", output_dir)
+    assert result["evaluation_uri"] == summary["evaluation_uri"]
+    assert (result["candidate_model"], result["baseline_model"]) == ("candidate", "baseline")
+    assert all(
+        set(entry["baseline_diffs"].values()) == {0.0} and "sparse_categorical_accuracy" in entry["baseline_diffs"]
+        for entry in result["slices"]
+    )
+    [failure] = result["validation"]["failures"]
+    assert (failure["slice"], failure["metric"], failure["bound"]) == ("overall", "sparse_categorical_accuracy", "lower_bound")
+    assert failure["value"] == pytest.approx(accuracy) and failure["threshold"] == pytest.approx(0.95)
+    assert failure["by"] == pytest.approx(accuracy - 0.95)
 
 
 def test_tfx_cli_creates_and_runs_the_same_pipeline(first_run, tmp_path):

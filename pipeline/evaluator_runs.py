@@ -1,0 +1,116 @@
+"""Every finished Evaluator run recorded in an output dir's ML Metadata, read-only.
+
+`visionpipe slices` needs the newest evaluation, `visionpipe report` all of
+them (the accuracy trend) and, for the newest, the model and test examples it
+evaluated. MLMD is the record of what ran; nothing here is inferred from
+folder names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from pipeline.run_results import evaluator_output, int_property, output_artifacts
+
+_FINISHED = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
+_INPUTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
+_EVALUATOR_NODE_SUFFIX = ".Evaluator"  # TFX names node contexts "<pipeline>.<node id>"
+
+
+class NoEvaluationError(LookupError):
+    """No Evaluator output can be found; the message names the path."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluatorRun:
+    """One Evaluator execution: what it read, what it wrote, and its verdict."""
+
+    pipeline_name: str
+    execution_id: int
+    finished_at_ms: int  # ML Metadata's last update time of the execution
+    evaluation_uri: str
+    blessed: bool
+    model_uri: str | None  # the candidate Model artifact (its Format-Serving dir is inside)
+    examples_uri: str | None  # the Examples artifact (Split-test/ inside)
+
+
+def open_metadata_read_only(metadata_path: str) -> metadata_store.MetadataStore:
+    """Opens an existing ML Metadata SQLite file without any chance of writing to it.
+
+    TFX's `sqlite_metadata_connection_config` opens READWRITE_OPENCREATE, which
+    would leave an empty database behind a mistyped --output-dir.
+    """
+    if not os.path.isfile(metadata_path):
+        raise NoEvaluationError(f"{metadata_path}: not found (no pipeline has run in this output dir)")
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    try:
+        return metadata_store.MetadataStore(config)
+    except RuntimeError as error:
+        raise NoEvaluationError(f"{metadata_path}: cannot open ML Metadata ({error})") from error
+
+
+def _input_uris(store: metadata_store.MetadataStore, execution_id: int) -> dict[str, str]:
+    """Input key ("model", "examples", "baseline_model") -> artifact URI."""
+    keys = {
+        event.artifact_id: event.path.steps[0].key
+        for event in store.get_events_by_execution_ids([execution_id])
+        if event.type in _INPUTS and event.path.steps
+    }
+    artifacts = store.get_artifacts_by_id(list(keys)) if keys else []
+    return {keys[artifact.id]: artifact.uri for artifact in artifacts}
+
+
+def evaluator_runs(metadata_path: str) -> list[EvaluatorRun]:
+    """Finished Evaluator runs of every pipeline in this store, oldest first.
+
+    A cached run reuses an earlier run's outputs, so each evaluation appears
+    once (as its first run). Failed runs are left out: they may have
+    registered an output folder they never wrote.
+    """
+    store = open_metadata_read_only(metadata_path)
+    pipelines: dict[int, str] = {}  # execution id -> pipeline name
+    executions = []
+    for context in store.get_contexts_by_type("node"):
+        if not context.name.endswith(_EVALUATOR_NODE_SUFFIX):
+            continue
+        for execution in store.get_executions_by_context(context.id):
+            if execution.last_known_state in _FINISHED:
+                pipelines[execution.id] = context.name[: -len(_EVALUATOR_NODE_SUFFIX)]
+                executions.append(execution)
+    executions.sort(key=lambda execution: execution.id)
+    runs: dict[str, EvaluatorRun] = {}
+    for execution in executions:
+        outputs = output_artifacts(store, execution.id)
+        evaluation = evaluator_output(outputs, "evaluation")
+        if evaluation is None or evaluation.uri in runs:
+            continue
+        blessing = evaluator_output(outputs, "blessing")
+        inputs = _input_uris(store, execution.id)
+        runs[evaluation.uri] = EvaluatorRun(
+            pipeline_name=pipelines[execution.id],
+            execution_id=execution.id,
+            finished_at_ms=execution.last_update_time_since_epoch,
+            evaluation_uri=evaluation.uri,
+            blessed=bool(blessing is not None and int_property(blessing, "blessed")),
+            model_uri=inputs.get("model"),
+            examples_uri=inputs.get("examples"),
+        )
+    return list(runs.values())
+
+
+def newest_run(runs: list[EvaluatorRun], metadata_path: str) -> EvaluatorRun:
+    """The newest of `runs` (read from `metadata_path`); NoEvaluationError if none."""
+    if not runs:
+        raise NoEvaluationError(f"{metadata_path}: no finished Evaluator run recorded")
+    return max(runs, key=lambda run: run.execution_id)
+
+
+def latest_evaluator_run(metadata_path: str) -> EvaluatorRun:
+    """The newest finished Evaluator run, any pipeline; NoEvaluationError if none."""
+    return newest_run(evaluator_runs(metadata_path), metadata_path)
