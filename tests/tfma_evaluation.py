@@ -7,6 +7,8 @@ same writers), and tests know every number in them.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from pipeline import datasets
@@ -25,8 +27,11 @@ def synthetic_predictions(count: int = 200, seed: int = 3) -> tuple[np.ndarray, 
     return labels, probabilities.astype(np.float32)
 
 
-def write_evaluation(output: str, labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> None:
-    """Runs TFMA with the pipeline's EvalConfig (gate at `threshold`, no baseline) into `output`."""
+def write_evaluation(
+    output: str, labels: np.ndarray, probabilities: np.ndarray, threshold: float, eval_config: Any = None
+) -> None:
+    """Runs TFMA with the pipeline's EvalConfig (gate at `threshold`, no baseline), or with
+    `eval_config`, into `output`."""
     import apache_beam as beam
     import pandas as pd
     import pyarrow as pa
@@ -45,7 +50,7 @@ def write_evaluation(output: str, labels: np.ndarray, probabilities: np.ndarray,
         }
     )
     batch = table_util.CanonicalizeRecordBatch(pa.RecordBatch.from_pandas(frame))
-    eval_config = make_eval_config(threshold, None)
+    eval_config = eval_config or make_eval_config(threshold, None)
     with beam.Pipeline(options=PipelineOptions(list(DEFAULT_BEAM_ARGS))) as pipeline:
         _ = (
             pipeline
