@@ -118,6 +118,23 @@ def _add_slices_parser(subparsers: argparse._SubParsersAction) -> None:
     slices.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def _add_report_parser(subparsers: argparse._SubParsersAction) -> None:
+    report = subparsers.add_parser(
+        "report",
+        help="one self-contained HTML report of the newest evaluation",
+        description="Write one HTML file (viewable offline) for the newest Evaluator run in an "
+        "output dir: run summary, metrics per slice, per-class accuracy, confusion matrix, the "
+        "worst-classified test images, the accuracy trend across the pipeline's models, and "
+        "component timings. Exit codes: 0 written, 1 nothing to report or not writable, 2 usage.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    report.add_argument("--output-dir", default=configs.DEFAULT_OUTPUT_DIR, help="a run's output dir")
+    report.add_argument("--out", default=None, help="the HTML file to write (default: <output-dir>/report.html)")
+    report.add_argument(
+        "--worst", type=_positive_int, default=configs.DEFAULT_WORST_COUNT, help="how many worst-classified test images to show"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="visionpipe", description="TFX image-classification pipeline."
@@ -126,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_parser(subparsers)
     add_kubeflow_parser(subparsers, _add_training_options, _positive_int)
     _add_slices_parser(subparsers)
+    _add_report_parser(subparsers)
 
     fetch = subparsers.add_parser("fetch", help="download an official dataset with checksum checks")
     fetch.add_argument("--dataset", choices=sorted(datasets.DATASETS), required=True)
@@ -180,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipeline import fetch_command
 
         return fetch_command.fetch(args.dataset, args.data_dir)
+    if args.command in ("slices", "report"):
+        run_logging.quiet_library_warnings()
     if args.command == "slices":
         from pipeline import slices_command
 
@@ -190,6 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             sort=getattr(args, "sort", None),
             as_json=args.json,
         )
+    if args.command == "report":
+        from pipeline import report_command
+
+        return report_command.report(args.output_dir, args.out, args.worst)
     from pipeline import predict
 
     return predict.predict_files(args.model_dir, args.images)

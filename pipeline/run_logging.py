@@ -28,6 +28,15 @@ def quiet_native_logs(verbose: bool = False) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "3")
 
 
+def quiet_library_warnings() -> None:
+    """Hides TensorFlow's Python deprecation notices ("Instructions for updating: ...").
+
+    TFMA's loaders trigger them; they concern TFMA's code, not the user's, and
+    a command whose output is a table (or JSON on stdout) should print only that.
+    """
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
 def new_log_path(output_dir: str) -> str:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return os.path.join(output_dir, "logs", f"run-{stamp}.log")

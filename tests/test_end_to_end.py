@@ -182,6 +182,67 @@ def test_slices_of_the_not_blessed_run_name_the_failing_slice(higher_bar_run, fi
     assert failure["by"] == pytest.approx(accuracy - 0.95)
 
 
+def true_class_probabilities_through_the_image_signature(examples_uri: str, model_dir: str) -> dict[str, float]:
+    """example id -> probability of its label, scored independently of the report's code path."""
+    import tensorflow as tf
+
+    from trainer_module import serving
+
+    classify = tf.saved_model.load(model_dir).signatures[serving.IMAGE_SIGNATURE]
+    spec = {key: tf.io.FixedLenFeature([], dtype) for key, dtype in
+            (("image", tf.string), ("label", tf.int64), ("example_id", tf.string))}
+    files = tf.io.gfile.glob(os.path.join(examples_uri, "Split-test", "*"))
+    result = {}
+    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(64):
+        parsed = tf.io.parse_example(batch, spec)
+        probabilities = classify(images=parsed["image"])[serving.PROBABILITIES].numpy()
+        for row, (label, example_id) in enumerate(zip(parsed["label"].numpy(), parsed["example_id"].numpy())):
+            result[example_id.decode()] = float(probabilities[row, label])
+    return result
+
+
+def test_report_of_the_not_blessed_run_renders_offline(first_run, higher_bar_run, tmp_path, capsys):
+    from pipeline import evaluator_runs, report_data
+    from tests import headless_browser
+    from tests.test_report import assert_painted, assert_report_dom
+
+    _, first_summary, _, output_dir = first_run
+    _, summary, _ = higher_bar_run
+    path = tmp_path / "report.html"
+    assert cli.main(["report", "--output-dir", output_dir, "--out", str(path), "--worst", "6"]) == 0
+    assert f"wrote {path}" in capsys.readouterr().out
+    page = path.read_text(encoding="utf-8")
+    assert "NOT BLESSED" in page and "below lower bound 0.9500" in page
+    trend = page.split('<table class="trend">')[1].split("</table>")[0]
+    # Both evaluations of the same (cached) model: blessed at 0.5, not at 0.95.
+    assert trend.count("<tr>") == 3 and trend.index("yes") < trend.index("no")
+    assert trend.count(f"{first_summary['test_accuracy']:.4f}") == 2
+
+    data = report_data.gather(output_dir, worst_count=6, progress=lambda line: None)
+    run = evaluator_runs.latest_evaluator_run(os.path.join(output_dir, "metadata.sqlite"))
+    assert data.evaluation.uri == summary["evaluation_uri"] == run.evaluation_uri and data.scored_examples == 120
+    expected = true_class_probabilities_through_the_image_signature(
+        run.examples_uri, os.path.join(run.model_uri, "Format-Serving")
+    )
+    lowest = sorted(expected.values())[:6]  # (ties may pick either example: compare probabilities)
+    assert [example.true_class_probability for example in data.worst_examples] == pytest.approx(lowest, abs=1e-5)
+    for example in data.worst_examples:
+        assert example.true_class_probability == pytest.approx(expected[example.example_id], abs=1e-5)
+        assert f"<code>{example.example_id}</code>" in page
+
+    if headless_browser.chromium_binary() is None and os.environ.get("CI") != "true":
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium); CI installs it")
+    from PIL import Image
+
+    screenshot = str(tmp_path / "report.png")
+    with headless_browser.recording_proxy() as proxy:
+        dom = headless_browser.dump_dom(str(path), proxy)
+        headless_browser.screenshot(str(path), proxy, screenshot)
+    assert proxy.page_requests() == [], proxy.requests
+    assert_report_dom(dom, worst_count=6, slice_rows=10 + 1 + 2)
+    assert_painted(Image.open(screenshot))
+
+
 def test_tfx_cli_creates_and_runs_the_same_pipeline(first_run, tmp_path):
     _, _, data_dir, output_dir = first_run
     environment = dict(

@@ -322,3 +322,23 @@ def test_baseline_diffs_get_their_own_columns_and_change_failures_read_as_such()
     assert (
         f"failed: overall: {METRIC}_diff = -0.0200, beyond allowed change vs baseline -0.0000 by 0.0200" in table
     )
+
+
+def test_stock_tfma_loads_the_evaluation_without_visionpipe(evaluation, tmp_path):
+    """A notebook with only TFMA installed reads it: the custom metric and extractor leave plain protos."""
+    import subprocess
+    import sys
+
+    uri, _ = evaluation
+    script = (
+        "import sys, tensorflow_model_analysis as tfma\n"
+        "result = tfma.load_eval_result(sys.argv[1])\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('components', 'pipeline', 'trainer_module')]\n"
+        "print(len(result.slicing_metrics), len(result.plots))\n"
+    )
+    # A clean interpreter outside the repository: nothing of visionpipe is importable.
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", script, uri], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["23", "23"]
