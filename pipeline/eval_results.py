@@ -12,7 +12,6 @@ for all of these and raises `EvalResultError`, whose message names the path.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import math
 import os
@@ -128,12 +127,12 @@ def _read_eval_run(uri: str) -> dict:
     refused rather than shown wrongly.
     """
     path = os.path.join(uri, EVAL_CONFIG_FILE)
-    if not os.path.isfile(path):
+    if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
         raise EvalResultError(f"{uri}: not an Evaluator output ({EVAL_CONFIG_FILE} is missing)")
     try:
-        with open(path, encoding="utf-8") as handle:
-            eval_run = json.load(handle)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        with tf.io.gfile.GFile(path, "r") as handle:
+            eval_run = json.loads(handle.read())
+    except (OSError, tf.errors.OpError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise EvalResultError(f"{path}: unreadable or truncated ({error})") from error
     version = eval_run.get("version") if isinstance(eval_run, dict) else None
     if not isinstance(version, str) or not version:
@@ -156,7 +155,7 @@ def _model_names(eval_run: dict) -> tuple[str, str | None]:
 
 
 def _require_files(uri: str, pattern: str, what: str) -> list[str]:
-    paths = sorted(glob.glob(os.path.join(uri, pattern)))
+    paths = sorted(tf.io.gfile.glob(os.path.join(uri, pattern)))
     if not paths:
         raise EvalResultError(f"{uri}: no {what} file ({pattern}) in this Evaluator output")
     return paths
@@ -174,7 +173,7 @@ def _first_corrupt_record_file(paths: Iterable[str]) -> str | None:
 
 
 def _record_files(uri: str) -> list[str]:
-    return sorted(path for path in glob.glob(os.path.join(uri, "*")) if not path.endswith(".json"))
+    return sorted(path for path in tf.io.gfile.glob(os.path.join(uri, "*")) if not path.endswith(".json"))
 
 
 def _as_float(metric_value: Any) -> float | None:
@@ -400,8 +399,12 @@ def _load_verdict(uri: str, rows: Sequence[SliceRow]) -> Verdict:
 
 
 def load_evaluation(uri: str) -> Evaluation:
-    """Reads one Evaluator output folder; raises EvalResultError naming the bad path."""
-    if not os.path.isdir(uri):
+    """Reads one Evaluator output folder; raises EvalResultError naming the bad path.
+
+    `uri` may be any filesystem TensorFlow reads (a local path, gs://, s3://
+    with tensorflow-io): everything goes through tf.io.gfile, as in TFMA.
+    """
+    if not tf.io.gfile.isdir(uri):
         raise EvalResultError(f"{uri}: no such directory")
     eval_run = _read_eval_run(uri)
     candidate, baseline = _model_names(eval_run)

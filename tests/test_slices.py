@@ -342,3 +342,21 @@ def test_stock_tfma_loads_the_evaluation_without_visionpipe(evaluation, tmp_path
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["23", "23"]
+
+
+def test_eval_dir_may_be_a_filesystem_uri(evaluation, capsys):
+    """gs:// or s3:// on a cluster; TensorFlow's in-memory ram:// filesystem stands in for them here."""
+    import tensorflow as tf
+
+    local, expected = evaluation
+    uri = "ram://visionpipe-test/evaluation"
+    for name in os.listdir(local):
+        tf.io.gfile.makedirs(uri)
+        tf.io.gfile.copy(os.path.join(local, name), f"{uri}/{name}", overwrite=True)
+    code, out, err = run_cli(capsys, "slices", "--eval-dir", uri, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["evaluation_uri"] == uri
+    assert result["slices"][0]["metrics"][METRIC] == pytest.approx(expected["overall"])
+    code, _, err = run_cli(capsys, "slices", "--eval-dir", "ram://visionpipe-test/nothing-here")
+    assert_one_error_line(code, err, "ram://visionpipe-test/nothing-here: no such directory")
