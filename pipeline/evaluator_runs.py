@@ -56,14 +56,19 @@ def open_metadata_read_only(metadata_path: str) -> metadata_store.MetadataStore:
 
 
 def _input_uris(store: metadata_store.MetadataStore, execution_id: int) -> dict[str, str]:
-    """Input key ("model", "examples", "baseline_model") -> artifact URI."""
-    keys = {
-        event.artifact_id: event.path.steps[0].key
-        for event in store.get_events_by_execution_ids([execution_id])
-        if event.type in _INPUTS and event.path.steps
-    }
-    artifacts = store.get_artifacts_by_id(list(keys)) if keys else []
-    return {keys[artifact.id]: artifact.uri for artifact in artifacts}
+    """Input key ("model", "examples", "baseline_model") -> artifact URI.
+
+    One artifact used under two keys has one event whose path lists both, as
+    key/index step pairs: the candidate re-evaluated against itself as the
+    baseline reads ["baseline_model", 0, "model", 0].
+    """
+    keys_by_artifact: dict[int, list[str]] = {}
+    for event in store.get_events_by_execution_ids([execution_id]):
+        if event.type in _INPUTS:
+            keys = [step.key for step in event.path.steps if step.HasField("key")]
+            keys_by_artifact.setdefault(event.artifact_id, []).extend(keys)
+    artifacts = store.get_artifacts_by_id(list(keys_by_artifact)) if keys_by_artifact else []
+    return {key: artifact.uri for artifact in artifacts for key in keys_by_artifact[artifact.id]}
 
 
 def evaluator_runs(metadata_path: str) -> list[EvaluatorRun]:

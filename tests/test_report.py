@@ -185,15 +185,19 @@ def record_evaluator_run(output_dir: str, evaluation_uri: str, model_uri: str, e
     blessing = mlmd.Artifact(type_id=artifact_type, uri=os.path.join(output_dir, "Evaluator", "blessing", "9"))
     blessing.custom_properties["blessed"].int_value = 1
     recorded = [
-        (mlmd.Artifact(type_id=artifact_type, uri=evaluation_uri), mlmd.Event.OUTPUT, "evaluation"),
-        (blessing, mlmd.Event.OUTPUT, "blessing"),
-        (mlmd.Artifact(type_id=artifact_type, uri=model_uri), mlmd.Event.INPUT, "model"),
-        (mlmd.Artifact(type_id=artifact_type, uri=examples_uri), mlmd.Event.INPUT, "examples"),
+        (mlmd.Artifact(type_id=artifact_type, uri=evaluation_uri), mlmd.Event.OUTPUT, ["evaluation"]),
+        (blessing, mlmd.Event.OUTPUT, ["blessing"]),
+        # As TFX records a model evaluated against itself as the baseline (a re-run
+        # with another threshold): one event, both keys, the baseline's first.
+        (mlmd.Artifact(type_id=artifact_type, uri=model_uri), mlmd.Event.INPUT, ["baseline_model", "model"]),
+        (mlmd.Artifact(type_id=artifact_type, uri=examples_uri), mlmd.Event.INPUT, ["examples"]),
     ]
     artifacts_and_events = []
-    for artifact, event_type, key in recorded:
+    for artifact, event_type, keys in recorded:
         event = mlmd.Event(type=event_type)
-        event.path.steps.add().key = key
+        for key in keys:
+            event.path.steps.add().key = key
+            event.path.steps.add().index = 0
         artifacts_and_events.append((artifact, event))
     execution = mlmd.Execution(
         type_id=store.put_execution_type(mlmd.ExecutionType(name="Evaluator")),
