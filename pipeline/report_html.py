@@ -24,6 +24,8 @@ body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; 
 h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; border-bottom: 1px solid #ddd; padding-bottom: .2rem; margin-top: 2rem; }
 table { border-collapse: collapse; font-size: .85rem; margin: .5rem 0; }
 th, td { padding: .2rem .6rem; border-bottom: 1px solid #eee; text-align: right; }
+th { max-width: 10rem; overflow-wrap: anywhere; vertical-align: bottom; }
+.wide { overflow-x: auto; max-width: 100%; }
 th:first-child, td:first-child, .summary td { text-align: left; }
 .verdict { display: inline-block; padding: .2rem .6rem; border-radius: .3rem; font-weight: bold; color: white; }
 .blessed { background: #4e9a06; } .not-blessed { background: #cc0000; }
@@ -94,7 +96,8 @@ def slices_section(data: ReportData) -> str:
     folded = f"<p>{hidden} <code>label=N</code> slices (the same classes by id) are not shown.</p>" if hidden else ""
     where = f"<p>Evaluation <code>{_escape(evaluation.uri)}</code> (TFMA {_escape(evaluation.tfma_version)})"
     where += ", candidate vs baseline.</p>" if evaluation.baseline is not None else ", no baseline model.</p>"
-    return _section("slices", "Metrics per slice", where, _table(header, body, "slices"), folded)
+    table = f'<div class="wide">{_table(header, body, "slices")}</div>'
+    return _section("slices", "Metrics per slice", where, table, folded)
 
 
 def class_accuracies(data: ReportData) -> list[float | None]:
@@ -182,9 +185,14 @@ def timings_section(summary: dict) -> str:
     if not seconds:
         return _section("timings", "Component timings", "<p>No component timings for this evaluation.</p>")
     rows = [[name, f"{value:.1f}"] for name, value in seconds.items()]
+    caption = (
+        "<p>Wall seconds of the run that wrote this evaluation. Near 0 s: reused from TFX's cache, "
+        "or a component with no work of its own (ImportSchemaGen, the resolver).</p>"
+    )
     return _section(
         "timings",
         "Component timings",
+        caption,
         f'<div class="charts">{report_charts.component_timings_chart(seconds)}',
         _table(["component", "wall seconds"], rows, "timings"),
         "</div>",
