@@ -15,6 +15,8 @@ import heapq
 import os
 from collections.abc import Callable, Iterator, Sequence
 
+import tensorflow as tf
+
 from trainer_module import features, serving
 
 SERVING_MODEL_SUBDIR = "Format-Serving"  # where TFX's Trainer puts the SavedModel in a Model artifact
@@ -48,8 +50,6 @@ def test_split_files(examples_uri: str) -> list[str]:
 
 def _batches(files: Sequence[str], batch_size: int) -> Iterator[tuple[list[bytes], dict[str, list]]]:
     """(serialized examples, parsed image/label/id lists) per batch of the split."""
-    import tensorflow as tf
-
     spec = {
         features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
         features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
@@ -66,8 +66,6 @@ def _batches(files: Sequence[str], batch_size: int) -> Iterator[tuple[list[bytes
 
 def load_classifier(model_uri: str) -> Callable:
     """The serving_default signature of a Trainer Model artifact (or of a SavedModel dir)."""
-    import tensorflow as tf
-
     model_dir = os.path.join(model_uri, SERVING_MODEL_SUBDIR)
     if not os.path.isdir(model_dir):
         model_dir = model_uri
@@ -86,8 +84,6 @@ def worst_examples(
 ) -> tuple[list[WorstExample], int]:
     """The `count` test examples with the lowest true-class probability, worst first,
     and how many examples were scored."""
-    import tensorflow as tf
-
     classify = load_classifier(model_uri)
     files = test_split_files(examples_uri)
     # A max-heap on the true-class probability (negated): its top is the best
