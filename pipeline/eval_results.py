@@ -304,19 +304,20 @@ def _load_result(uri: str, candidate: str) -> Any:
 
 
 def _slice_rows(uri: str, slicing_metrics: Sequence[tuple[tuple, dict]], with_diffs: bool) -> list[SliceRow]:
+    """One row per slice; an empty or overall-less result is refused (the metrics file is cut short)."""
     # Cross-slice comparisons (not configured by this pipeline) have no row.
     rows = [
         _slice_row(slice_key, by_output, with_diffs)
         for slice_key, by_output in slicing_metrics
         if not slicer_lib.is_cross_slice_key(slice_key)
     ]
+    if rows and any(row.slice == OVERALL for row in rows):
+        return rows
     metrics_files = _require_files(uri, METRICS_PATTERN, "metrics")
     where = metrics_files[0] if len(metrics_files) == 1 else uri
     if not rows:
         raise EvalResultError(f"{where}: no metrics in this file (empty or truncated)")
-    if not any(row.slice == OVERALL for row in rows):
-        raise EvalResultError(f"{where}: no overall slice (truncated?)")
-    return rows
+    raise EvalResultError(f"{where}: no overall slice (truncated?)")
 
 
 def _failure_parts(
