@@ -101,6 +101,10 @@ class Evaluation:
     # overall slice; None when the evaluation has no MultiClassConfusionMatrixPlot.
     confusion_matrix: list[list[int]] | None = None
 
+    def overall(self) -> SliceRow:
+        """The overall slice's row (load_evaluation refuses evaluations without one)."""
+        return next(row for row in self.rows if row.slice == OVERALL)
+
     def metric_names(self) -> list[str]:
         names: dict[str, None] = {}
         for row in self.rows:

@@ -42,7 +42,6 @@ class ReportData:
     could not be read, a summary of another run).
     """
 
-    title: str
     pipeline_name: str
     summary: dict[str, Any]
     evaluation: Evaluation
@@ -51,6 +50,10 @@ class ReportData:
     scored_examples: int
     trend: list[TrendPoint]
     notes: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return f"visionpipe report: {self.pipeline_name}"
 
 
 def model_label(model_uri: str | None) -> str:
@@ -87,8 +90,7 @@ def accuracy_trend(
     points, notes = [], []
     for run in runs:
         if run.evaluation_uri == latest.uri:
-            overall = next(row for row in latest.rows if row.slice == eval_results.OVERALL)
-            accuracy = overall.metrics.get(run_results.ACCURACY_KEY)
+            accuracy = latest.overall().metrics.get(run_results.ACCURACY_KEY)
         else:
             try:
                 accuracy, _ = run_results.read_accuracy(run.evaluation_uri, class_names)
@@ -131,7 +133,6 @@ def gather(
         [run for run in runs if run.pipeline_name == latest.pipeline_name], evaluation, class_names
     )
     return ReportData(
-        title=f"visionpipe report: {latest.pipeline_name}",
         pipeline_name=latest.pipeline_name,
         summary=summary,
         evaluation=evaluation,

@@ -13,7 +13,7 @@ import datetime
 import html
 from collections.abc import Iterable, Sequence
 
-from pipeline import eval_results, report_charts, run_results, slices_command
+from pipeline import report_charts, run_results, slices_command
 from pipeline.report_data import ReportData, TrendPoint
 from pipeline.worst_examples import WorstExample
 
@@ -111,7 +111,7 @@ def class_accuracies(data: ReportData) -> list[float | None]:
 
 
 def per_class_section(data: ReportData) -> str:
-    overall = next(row for row in data.evaluation.rows if row.slice == eval_results.OVERALL)
+    overall = data.evaluation.overall()
     chart = report_charts.class_accuracy_chart(
         data.class_names, class_accuracies(data), overall.metrics.get(run_results.ACCURACY_KEY)
     )

@@ -123,7 +123,7 @@ def slice_table(evaluation: Evaluation, rows: list[SliceRow], metric: str) -> tu
 
 def class_metric_table(evaluation: Evaluation, class_names: list[str] | None) -> tuple[list[str], list[list[str]]]:
     """The overall slice's one-vs-rest metrics: header and one row per class (none: no rows)."""
-    overall = next(row for row in evaluation.rows if row.slice == eval_results.OVERALL)
+    overall = evaluation.overall()
     names = list(dict.fromkeys(name for values in overall.class_metrics.values() for name in values))
     body = [
         [class_label(class_id, class_names), *(format_number(values.get(name)) for name in names)]

@@ -48,8 +48,8 @@ def test_split_files(examples_uri: str) -> list[str]:
     return files
 
 
-def _batches(files: Sequence[str], batch_size: int) -> Iterator[tuple[list[bytes], dict[str, list]]]:
-    """(serialized examples, parsed image/label/id lists) per batch of the split."""
+def _batches(files: Sequence[str], batch_size: int) -> Iterator[tuple[tf.Tensor, dict[str, list]]]:
+    """(serialized examples as read, parsed image/label/id lists) per batch of the split."""
     spec = {
         features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
         features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
@@ -59,7 +59,7 @@ def _batches(files: Sequence[str], batch_size: int) -> Iterator[tuple[list[bytes
     try:
         for serialized in dataset:
             parsed = tf.io.parse_example(serialized, spec)
-            yield list(serialized.numpy()), {key: list(value.numpy()) for key, value in parsed.items()}
+            yield serialized, {key: list(value.numpy()) for key, value in parsed.items()}
     except tf.errors.OpError as error:
         raise WorstExamplesError(f"{os.path.dirname(files[0])}: unreadable test split ({error.message})") from error
 
@@ -91,7 +91,7 @@ def worst_examples(
     kept: list[tuple[float, int, WorstExample]] = []
     scored = 0
     for serialized, parsed in _batches(files, batch_size):
-        probabilities = classify(examples=tf.constant(serialized))[serving.PROBABILITIES].numpy()
+        probabilities = classify(examples=serialized)[serving.PROBABILITIES].numpy()
         for row, label in enumerate(parsed[features.LABEL_KEY]):
             scored += 1
             true_probability = float(probabilities[row, label])

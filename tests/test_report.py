@@ -61,7 +61,6 @@ def report_data(tmp_path_factory) -> ReportData:
         "evaluation_uri": uri,
     }
     return ReportData(
-        title="visionpipe report: visionpipe-fashion-mnist",
         pipeline_name="visionpipe-fashion-mnist",
         summary=summary,
         evaluation=eval_results.load_evaluation(uri),
