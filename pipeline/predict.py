@@ -97,14 +97,14 @@ def predict_files(model_dir: str, image_paths: Sequence[str]) -> int:
 
     import tensorflow as tf  # heavy; only after the cheap checks
 
-    from trainer_module import serving
+    from trainer_module import signatures
 
-    classify = tf.saved_model.load(resolved).signatures[serving.IMAGE_SIGNATURE]
+    classify = tf.saved_model.load(resolved).signatures[signatures.IMAGE_SIGNATURE]
     outputs = classify(images=tf.constant([content for _, content in readable]))
     print(f"model: {resolved}")
     for row, (path, _) in enumerate(readable):
-        class_id = int(outputs[serving.CLASS_IDS][row])
-        name = outputs[serving.CLASS_NAMES][row].numpy().decode()
-        probability = float(outputs[serving.PROBABILITIES][row][class_id])
+        class_id = int(outputs[signatures.CLASS_IDS][row])
+        name = outputs[signatures.CLASS_NAMES][row].numpy().decode()
+        probability = float(outputs[signatures.PROBABILITIES][row][class_id])
         print(f"{path}: {name} (class {class_id}, p={probability:.3f})")
     return exit_code

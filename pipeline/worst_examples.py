@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import tensorflow as tf
 
-from trainer_module import features, serving
+from trainer_module import features, signatures
 
 SERVING_MODEL_SUBDIR = "Format-Serving"  # where TFX's Trainer puts the SavedModel in a Model artifact
 TEST_SPLIT_SUBDIR = "Split-test"
@@ -70,9 +70,9 @@ def load_classifier(model_uri: str) -> Callable:
     if not os.path.isdir(model_dir):
         model_dir = model_uri
     try:
-        return tf.saved_model.load(model_dir).signatures[serving.EXAMPLE_SIGNATURE]
+        return tf.saved_model.load(model_dir).signatures[signatures.EXAMPLE_SIGNATURE]
     except (OSError, KeyError, ValueError, tf.errors.OpError) as error:
-        raise WorstExamplesError(f"{model_dir}: cannot load the model's {serving.EXAMPLE_SIGNATURE} signature ({error})") from error
+        raise WorstExamplesError(f"{model_dir}: cannot load the model's {signatures.EXAMPLE_SIGNATURE} signature ({error})") from error
 
 
 def worst_examples(
@@ -91,7 +91,7 @@ def worst_examples(
     kept: list[tuple[float, int, WorstExample]] = []
     scored = 0
     for serialized, parsed in _batches(files, batch_size):
-        probabilities = classify(examples=serialized)[serving.PROBABILITIES].numpy()
+        probabilities = classify(examples=serialized)[signatures.PROBABILITIES].numpy()
         for row, label in enumerate(parsed[features.LABEL_KEY]):
             scored += 1
             true_probability = float(probabilities[row, label])

@@ -186,16 +186,16 @@ def true_class_probabilities_through_the_image_signature(examples_uri: str, mode
     """example id -> probability of its label, scored independently of the report's code path."""
     import tensorflow as tf
 
-    from trainer_module import serving
+    from trainer_module import signatures
 
-    classify = tf.saved_model.load(model_dir).signatures[serving.IMAGE_SIGNATURE]
+    classify = tf.saved_model.load(model_dir).signatures[signatures.IMAGE_SIGNATURE]
     spec = {key: tf.io.FixedLenFeature([], dtype) for key, dtype in
             (("image", tf.string), ("label", tf.int64), ("example_id", tf.string))}
     files = tf.io.gfile.glob(os.path.join(examples_uri, "Split-test", "*"))
     result = {}
     for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(64):
         parsed = tf.io.parse_example(batch, spec)
-        probabilities = classify(images=parsed["image"])[serving.PROBABILITIES].numpy()
+        probabilities = classify(images=parsed["image"])[signatures.PROBABILITIES].numpy()
         for row, (label, example_id) in enumerate(zip(parsed["label"].numpy(), parsed["example_id"].numpy())):
             result[example_id.decode()] = float(probabilities[row, label])
     return result

@@ -17,7 +17,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from components.image_examples import encode_png, make_example
 from tests.conftest import synthetic_digits
-from trainer_module import models, preprocessing, serving
+from trainer_module import models, preprocessing, serving, signatures
 
 IMAGE_SHAPE = (28, 28, 1)
 CLASS_NAMES = tuple(f"class-{i}" for i in range(10))
@@ -83,17 +83,22 @@ def exported(request, transformed, tmp_path_factory):
     model = models.build_model(request.param, IMAGE_SHAPE, 10)
     x = np.stack([row["image_xf"] for row in rows]).astype(np.float32)
     model.fit(x, np.asarray(labels, dtype=np.int64), epochs=1, batch_size=20, verbose=0)
-    module = serving.ServingModule(
-        model, tft.TFTransformOutput(transform_dir), CLASS_NAMES, IMAGE_SHAPE
-    )
     export_dir = str(tmp_path_factory.mktemp("export") / "model")
-    serving.export_serving_model(module, export_dir)
+    serving.export_serving_model(model, tft.TFTransformOutput(transform_dir), CLASS_NAMES, IMAGE_SHAPE, export_dir)
     return images, labels, model, x, tf.saved_model.load(export_dir)
 
 
-def test_saved_model_has_both_signatures(exported):
+def test_saved_model_has_the_three_signatures(exported):
     *_, loaded = exported
-    assert set(loaded.signatures) == {serving.EXAMPLE_SIGNATURE, serving.IMAGE_SIGNATURE}
+    assert set(loaded.signatures) == {signatures.EXAMPLE_SIGNATURE, signatures.IMAGE_SIGNATURE, signatures.CLASSIFY_SIGNATURE}
+
+
+def test_classify_signature_gives_class_names_and_the_probabilities(exported):
+    images, labels, model, x, loaded = exported
+    serialized = [make_example(encode_png(image), 0, "x", "0").SerializeToString() for image in images[:4]]
+    out = loaded.signatures[signatures.CLASSIFY_SIGNATURE](inputs=tf.constant(serialized))
+    np.testing.assert_allclose(out[signatures.CLASSIFY_SCORES].numpy(), model.predict(x[:4], verbose=0), atol=1e-5)
+    assert out[signatures.CLASSIFY_CLASSES].numpy().tolist() == [[name.encode() for name in CLASS_NAMES]] * 4
 
 
 def test_example_signature_matches_the_keras_model_on_transformed_input(exported):
@@ -102,21 +107,21 @@ def test_example_signature_matches_the_keras_model_on_transformed_input(exported
         make_example(encode_png(image), int(label), f"t-{i}", str(label)).SerializeToString()
         for i, (image, label) in enumerate(zip(images[:8], labels[:8]))
     ]
-    out = loaded.signatures[serving.EXAMPLE_SIGNATURE](examples=tf.constant(serialized))
-    np.testing.assert_allclose(out[serving.PROBABILITIES].numpy(), model.predict(x[:8], verbose=0), atol=1e-5)
-    np.testing.assert_allclose(out[serving.PROBABILITIES].numpy().sum(axis=1), 1.0, atol=1e-5)
-    ids = out[serving.CLASS_IDS].numpy()
-    assert [name.decode() for name in out[serving.CLASS_NAMES].numpy()] == [CLASS_NAMES[i] for i in ids]
+    out = loaded.signatures[signatures.EXAMPLE_SIGNATURE](examples=tf.constant(serialized))
+    np.testing.assert_allclose(out[signatures.PROBABILITIES].numpy(), model.predict(x[:8], verbose=0), atol=1e-5)
+    np.testing.assert_allclose(out[signatures.PROBABILITIES].numpy().sum(axis=1), 1.0, atol=1e-5)
+    ids = out[signatures.CLASS_IDS].numpy()
+    assert [name.decode() for name in out[signatures.CLASS_NAMES].numpy()] == [CLASS_NAMES[i] for i in ids]
 
 
 def test_image_signature_applies_the_same_transform_as_the_example_signature(exported):
     images, labels, _, _, loaded = exported
     pngs = [encode_png(image) for image in images[:8]]
-    by_image = loaded.signatures[serving.IMAGE_SIGNATURE](images=tf.constant(pngs))
+    by_image = loaded.signatures[signatures.IMAGE_SIGNATURE](images=tf.constant(pngs))
     serialized = [make_example(png, 0, "x", "0").SerializeToString() for png in pngs]
-    by_example = loaded.signatures[serving.EXAMPLE_SIGNATURE](examples=tf.constant(serialized))
+    by_example = loaded.signatures[signatures.EXAMPLE_SIGNATURE](examples=tf.constant(serialized))
     np.testing.assert_allclose(
-        by_image[serving.PROBABILITIES].numpy(), by_example[serving.PROBABILITIES].numpy(), atol=1e-6
+        by_image[signatures.PROBABILITIES].numpy(), by_example[signatures.PROBABILITIES].numpy(), atol=1e-6
     )
 
 
@@ -125,8 +130,8 @@ def test_image_signature_accepts_rgb_jpeg_of_another_size(exported):
     rgb = Image.fromarray(np.stack([images[0]] * 3, axis=-1)).resize((56, 56))
     buffer = io.BytesIO()
     rgb.save(buffer, format="JPEG")
-    out = loaded.signatures[serving.IMAGE_SIGNATURE](images=tf.constant([buffer.getvalue()]))
-    assert out[serving.PROBABILITIES].shape == (1, 10)
+    out = loaded.signatures[signatures.IMAGE_SIGNATURE](images=tf.constant([buffer.getvalue()]))
+    assert out[signatures.PROBABILITIES].shape == (1, 10)
 
 
 def test_imagenet_normalization_uses_the_fixed_constants():

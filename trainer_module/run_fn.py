@@ -171,7 +171,6 @@ def run_fn(fn_args: FnArgs) -> None:
     )
     write_training_summary(fn_args.model_run_dir, config, device, time.monotonic() - fit_started, history.history)
 
-    module = serving.ServingModule(
-        model, tf_transform_output, config.class_names, config.image_shape
+    serving.export_serving_model(
+        model, tf_transform_output, config.class_names, config.image_shape, fn_args.serving_model_dir
     )
-    serving.export_serving_model(module, fn_args.serving_model_dir)
