@@ -10,6 +10,9 @@ module only decides what differs on a cluster:
   Evaluator gates on the absolute accuracy threshold only;
 * every component gets CPU/memory requests and the Trainer a GPU limit
   (`with_platform_config`), plus a node selector and toleration for GPU nodes;
+* with `--serving-check infra-validator`, TFX's InfraValidator starts TF Serving
+  as a pod (Kubernetes) instead of a local Docker container; the default
+  ServingGate runs inside its own component's pod like any other executor;
 * every executor runs the container image given with `--image`.
 
 Used two ways:
@@ -67,6 +70,7 @@ def build_kubeflow_pipeline(config: RunConfig, settings: KubeflowSettings) -> tf
         ),
         schema_root=CONTAINER_SCHEMA_ROOT,
         compare_with_blessed=False,
+        serving_platform=definition.KUBERNETES,
     )
     for component in pipeline.components:
         resources = (

@@ -1,7 +1,8 @@
 """`visionpipe` command line: run the pipeline, fetch data, inspect evaluations, predict, deploy to Kubeflow.
 
 Exit codes of `run`: 0 a model was pushed; 3 the run completed but the Evaluator
-did not bless the model (nothing pushed); 1 anything failed (bad data, a
+did not bless the model (nothing pushed); 4 the Evaluator blessed it but the
+serving check refused it (nothing pushed); 1 anything failed (bad data, a
 component error); 2 bad command-line usage.
 """
 
@@ -61,6 +62,14 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
         default=configs.DEFAULT_ACCURACY_THRESHOLD,
         help="minimum test SparseCategoricalAccuracy for the model to be blessed and pushed",
     )
+    parser.add_argument(
+        "--serving-check",
+        choices=configs.SERVING_CHECKS,
+        default=configs.SERVING_GATE,
+        help="how the model is proven servable before it is pushed: serving-gate loads it the way "
+        "TF Serving does in a separate process and sends it real requests; infra-validator is TFX's "
+        "InfraValidator with a real TF Serving (Docker locally, a pod on Kubeflow)",
+    )
 
 
 def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -69,7 +78,8 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         help="run the whole pipeline locally (ExampleGen ... Pusher)",
         description="Run the TFX pipeline locally with LocalDagRunner. With no "
         "arguments it trains on the embedded Fashion-MNIST sample. Exit codes: 0 model "
-        "pushed, 3 completed but not blessed (nothing pushed), 1 failed, 2 usage.",
+        "pushed, 3 completed but not blessed (nothing pushed), 4 blessed but not servable (nothing "
+        "pushed), 1 failed, 2 usage.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     run.add_argument(
@@ -135,6 +145,30 @@ def _add_report_parser(subparsers: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_serve_check_parser(subparsers: argparse._SubParsersAction) -> None:
+    serve_check = subparsers.add_parser(
+        "serve-check",
+        help="check that TensorFlow Serving can load and serve a pushed model",
+        description="Load a pushed SavedModel the way TensorFlow Serving does (session loader, warm-up "
+        "replay) in a separate process that imports only TensorFlow and tensorflow-serving-api, send it "
+        "Predict and Classify requests, and check every answer: the pipeline's serving gate, on any "
+        "model. Exit codes: 0 servable, 1 not servable or nothing to check, 2 usage.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    serve_check.add_argument(
+        "--model-dir",
+        required=True,
+        help="a pushed SavedModel version, its pipeline folder under serving_model/, or an output dir (newest version)",
+    )
+    serve_check.add_argument(
+        "--examples",
+        default=argparse.SUPPRESS,
+        help="TFRecord files of tf.Examples (glob; .gz is read as gzip) to build the requests from, "
+        "e.g. a test split (default: the model's own warm-up requests)",
+    )
+    serve_check.add_argument("--json", action="store_true", help="machine-readable output")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="visionpipe", description="TFX image-classification pipeline."
@@ -156,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a pushed SavedModel, its pipeline folder under serving_model/, or an output dir",
     )
     predict.add_argument("images", nargs="+", metavar="IMAGE")
+    _add_serve_check_parser(subparsers)
     return parser
 
 
@@ -170,6 +205,7 @@ def _training_config(args: argparse.Namespace, *, data_dir: str, output_dir: str
         epochs=args.epochs,
         batch_size=args.batch_size,
         accuracy_threshold=args.accuracy_threshold,
+        serving_check=args.serving_check,
     )
 
 
@@ -214,6 +250,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipeline import report_command
 
         return report_command.report(args.output_dir, args.out, args.worst)
+    if args.command == "serve-check":
+        from pipeline import serve_check_command
+
+        return serve_check_command.serve_check(args.model_dir, getattr(args, "examples", None), args.json)
     from pipeline import predict
 
     return predict.predict_files(args.model_dir, args.images)

@@ -20,6 +20,13 @@ DEFAULT_OUTPUT_DIR = "visionpipe_output"
 METADATA_FILE = "metadata.sqlite"  # ML Metadata of every run, in the output dir
 SUMMARY_FILE = "run_summary.json"  # what the newest completed `run` produced, in the output dir
 DEFAULT_WORST_COUNT = 16  # worst-classified test images in `visionpipe report`
+# How the candidate is proven servable before the Pusher may push it:
+# the ServingGate (TF Serving's session loader and APIs in a separate process,
+# components/serving_gate.py), or TFX's stock InfraValidator starting a real
+# tensorflow_model_server (Docker locally, a pod on Kubeflow).
+SERVING_GATE = "serving-gate"
+INFRA_VALIDATOR = "infra-validator"
+SERVING_CHECKS = (SERVING_GATE, INFRA_VALIDATOR)
 # Allowed drop in accuracy relative to the latest blessed model before a new one
 # is refused (0 means "no worse than").
 DEFAULT_CHANGE_THRESHOLD = 0.0
@@ -53,6 +60,7 @@ class RunConfig:
     change_threshold: float = DEFAULT_CHANGE_THRESHOLD
     train_eval_weights: tuple[int, int] = (5, 1)
     normalization: str = normalization_names.COMPUTED
+    serving_check: str = SERVING_GATE
     # Training hyperparameters: None keeps the model's own tuned default
     # (`trainer_module.models.default_hparams`), so switching --model never
     # carries one network's learning rate over to another.
@@ -70,6 +78,8 @@ class RunConfig:
                 f"normalization must be one of {normalization_names.NORMALIZATIONS}, "
                 f"got {self.normalization!r}"
             )
+        if self.serving_check not in SERVING_CHECKS:
+            raise ValueError(f"serving_check must be one of {SERVING_CHECKS}, got {self.serving_check!r}")
 
     def hparam_overrides(self) -> dict[str, float | bool]:
         """The hyperparameters set explicitly, for the Trainer's custom config."""

@@ -6,6 +6,7 @@ Follows the TFX template layout: this module only wires components; runners
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import tensorflow_model_analysis as tfma
@@ -16,9 +17,11 @@ from components.anomaly_gate import AnomalyGate
 from components.cifar_example_gen.component import CifarExampleGen
 from components import class_metrics, prediction_outcome
 from components.idx_example_gen.component import IdxExampleGen
+from components.serving_gate import ServingGate
 from pipeline import datasets
-from pipeline.configs import RunConfig
+from pipeline.configs import INFRA_VALIDATOR, RunConfig
 from trainer_module import features
+from trainer_module.signatures import CLASSIFY_SIGNATURE, EXAMPLE_SIGNATURE, PROBABILITIES
 
 PREPROCESSING_FN = "trainer_module.preprocessing.preprocessing_fn"
 RUN_FN = "trainer_module.run_fn.run_fn"
@@ -28,8 +31,14 @@ NUM_CLASSES = 10  # every dataset of pipeline.datasets has ten classes
 # Adds the prediction_outcome slice feature inside the Evaluator (by import path,
 # so nothing is packaged as a wheel and Kubeflow images import it the same way).
 EVALUATOR_MODULE = "components.prediction_outcome"
-PREDICTION_KEY = "probabilities"
 EVALUATION_SPLIT = "test"
+# The stock InfraValidator's model server: the newest TensorFlow Serving release
+# (tensorflow/serving:<tag>), and where it starts it.
+TF_SERVING_TAG = "2.20.0"
+LOCAL_DOCKER = "local_docker"  # ServingSpec's serving_platform field names
+KUBERNETES = "kubernetes"
+SERVING_PLATFORMS = {LOCAL_DOCKER: tfx.proto.LocalDockerConfig, KUBERNETES: tfx.proto.KubernetesConfig}
+INFRA_VALIDATION_EXAMPLES = 256  # test examples InfraValidator turns into requests
 INFERENCE_BATCH_SIZE = 256
 # Beam runs in-process on the FnApiRunner. Naming it explicitly matters: Beam
 # 2.77's DirectRunner first tries the Prism runner, which downloads a binary
@@ -92,9 +101,9 @@ def make_eval_config(
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
-                signature_name="serving_default",
+                signature_name=EXAMPLE_SIGNATURE,
                 label_key=features.LABEL_KEY,
-                prediction_key=PREDICTION_KEY,
+                prediction_key=PROBABILITIES,
                 # Fixed batches: TFMA's default adaptive batching starts at 1
                 # and makes evaluation several times slower.
                 inference_batch_size=INFERENCE_BATCH_SIZE,
@@ -125,6 +134,47 @@ def make_eval_config(
     )
 
 
+def serving_validator(
+    config: RunConfig, model: Any, examples: Any, evaluation: Any, serving_platform: str
+) -> Any:
+    """The component whose InfraBlessing lets the Pusher push: ServingGate, or TFX's InfraValidator.
+
+    Both put the checked model, with TF Serving's warm-up file, into their
+    InfraBlessing (`has_model`), which the Pusher then pushes. InfraValidator
+    starts a real tensorflow_model_server (`serving_platform`: Docker on this
+    machine, a pod on Kubernetes) and sends requests that TFX builds from
+    serialized test examples; its request builder cannot make the raw-image
+    requests of `serving_images`, so it checks `serving_default` and `classify`.
+    """
+    if config.serving_check == INFRA_VALIDATOR:
+        return tfx.components.InfraValidator(
+            model=model,
+            examples=examples,
+            serving_spec=tfx.proto.ServingSpec(
+                tensorflow_serving=tfx.proto.TensorFlowServing(tags=[TF_SERVING_TAG]),
+                model_name=config.pipeline_name,
+                **{serving_platform: SERVING_PLATFORMS[serving_platform]()},
+            ),
+            validation_spec=tfx.proto.ValidationSpec(max_loading_time_seconds=120, num_tries=3),
+            request_spec=tfx.proto.RequestSpec(
+                tensorflow_serving=tfx.proto.TensorFlowServingRequestSpec(
+                    signature_names=[EXAMPLE_SIGNATURE, CLASSIFY_SIGNATURE]
+                ),
+                split_name=EVALUATION_SPLIT,
+                num_examples=INFRA_VALIDATION_EXAMPLES,
+                make_warmup=True,
+            ),
+        )
+    spec = datasets.get_dataset(config.dataset)
+    return ServingGate(
+        model=model,
+        examples=examples,
+        evaluation=evaluation,
+        model_name=config.pipeline_name,
+        class_names=json.dumps(list(spec.class_names)),
+    )
+
+
 def training_custom_config(config: RunConfig) -> dict[str, Any]:
     """What `trainer_module.run_fn.TrainingConfig.from_custom_config` reads."""
     spec = datasets.get_dataset(config.dataset)
@@ -151,6 +201,7 @@ def create_pipeline(
     input_base: Any = None,
     schema_root: str = datasets.SCHEMA_ROOT,
     compare_with_blessed: bool = True,
+    serving_platform: str = LOCAL_DOCKER,
 ) -> tfx.dsl.Pipeline:
     """Builds the full pipeline for one dataset and set of training options.
 
@@ -168,6 +219,8 @@ def create_pipeline(
       with it the "no worse than the blessed model" gate (Kubeflow Pipelines'
       open-source backend cannot run Resolver nodes); the absolute accuracy
       threshold still gates the push.
+    * `serving_platform`: where `--serving-check infra-validator` starts TF
+      Serving (LOCAL_DOCKER or KUBERNETES); unused by the default ServingGate.
     """
 
     def assemble(components: list[Any]) -> tfx.dsl.Pipeline:
@@ -255,9 +308,18 @@ def create_pipeline(
         **baseline_inputs,
     )
 
+    validator = serving_validator(
+        config,
+        trainer.outputs["model"],
+        example_gen.outputs["examples"],
+        evaluator.outputs["evaluation"],
+        serving_platform,
+    )
+    # No `model=`: the Pusher pushes the validated copy with its warm-up file
+    # from the InfraBlessing, and only if both blessings say yes.
     pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=validator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
                 base_directory=config.serving_model_base
@@ -265,5 +327,5 @@ def create_pipeline(
         ),
     )
 
-    return assemble([*data_stages, trainer, *baseline_nodes, evaluator, pusher])
+    return assemble([*data_stages, trainer, *baseline_nodes, evaluator, validator, pusher])
 

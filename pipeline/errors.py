@@ -8,6 +8,7 @@ innermost cause's first line.
 from __future__ import annotations
 
 import re
+import sys
 
 _BEAM_CONTEXT = re.compile(r"\s*\[while running '[^']*'\]\s*$")
 
@@ -29,3 +30,12 @@ def one_line(error: BaseException) -> str:
     lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
     message = _BEAM_CONTEXT.sub("", lines[0]) if lines else ""
     return message or type(cause).__name__
+
+
+EXIT_FAILED = 1
+
+
+def fail(message: str) -> int:
+    """Prints `visionpipe: error: <message>` on stderr; returns the failure exit code."""
+    print(f"visionpipe: error: {message}", file=sys.stderr, flush=True)
+    return EXIT_FAILED

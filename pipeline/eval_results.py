@@ -25,6 +25,8 @@ from tensorflow_model_analysis.version import VERSION as INSTALLED_TFMA_VERSION
 from tensorflow_model_analysis.proto import config_pb2, validation_result_pb2
 from tensorflow_model_analysis.slicer import slicer_lib
 
+from components.confusion_matrix import evaluated_confusion_matrix
+
 EVAL_CONFIG_FILE = "eval_config.json"
 METRICS_PATTERN = "metrics*"
 VALIDATIONS_PATTERN = "validations*"
@@ -33,7 +35,6 @@ EXAMPLE_COUNT = "example_count"
 DIFF_SUFFIX = "_diff"  # how load_eval_result names candidate-minus-baseline values
 CLASS_ID_SUB_KEY = "classId:"  # TFMA's sub key of one-vs-rest (binarized) metrics
 TOP_1_SUB_KEY = "topK:1"
-CONFUSION_MATRIX_PLOT = "multiClassConfusionMatrixAtThresholds"  # MultiClassConfusionMatrixPlot's key
 
 
 class EvalResultError(ValueError):
@@ -262,39 +263,6 @@ def _slice_row(slice_key: tuple, by_output: dict, with_diffs: bool) -> SliceRow:
     )
 
 
-def confusion_matrix(plots: Sequence[tuple[tuple, dict]]) -> list[list[int]] | None:
-    """The overall slice's MultiClassConfusionMatrixPlot as a square count matrix.
-
-    load_eval_result gives the plot as protobuf JSON, which leaves out zero
-    fields: a missing class id is class 0. The pipeline's plot has one matrix
-    (threshold 0: every example counts for its arg-max class); entries for
-    "no prediction" (class -1, only at higher thresholds) are left out.
-    """
-    overall = next((by_output for slice_key, by_output in plots if not slice_key), None)
-    plot = next(
-        (
-            named[CONFUSION_MATRIX_PLOT]
-            for by_sub_key in (overall or {}).values()
-            for named in by_sub_key.values()
-            if CONFUSION_MATRIX_PLOT in named
-        ),
-        None,
-    )
-    matrices = (plot or {}).get("matrices") or []
-    if not matrices:
-        return None
-    entries = [
-        (int(entry.get("actualClassId", 0)), int(entry.get("predictedClassId", 0)), entry.get("numWeightedExamples", 0))
-        for entry in min(matrices, key=lambda matrix: matrix.get("threshold", 0.0)).get("entries", [])
-    ]
-    entries = [(true, predicted, count) for true, predicted, count in entries if true >= 0 and predicted >= 0]
-    size = 1 + max((max(true, predicted) for true, predicted, _ in entries), default=-1)
-    matrix = [[0] * size for _ in range(size)]
-    for true, predicted, count in entries:
-        matrix[true][predicted] += int(round(float(count)))
-    return matrix
-
-
 def _load_result(uri: str, candidate: str) -> Any:
     """tfma.load_eval_result, with its errors turned into EvalResultError naming the file."""
     _require_files(uri, METRICS_PATTERN, "metrics")
@@ -422,5 +390,5 @@ def load_evaluation(uri: str) -> Evaluation:
         baseline=baseline,
         rows=rows,
         verdict=_load_verdict(uri, rows),
-        confusion_matrix=confusion_matrix(result.plots),
+        confusion_matrix=evaluated_confusion_matrix(uri),
     )

@@ -18,6 +18,7 @@ from typing import Any
 from pipeline import configs, eval_results, evaluator_runs, run_results, worst_examples
 from pipeline.eval_results import Evaluation
 from pipeline.evaluator_runs import EvaluatorRun
+from pipeline.serving_verdicts import ServingVerdict, serving_verdict
 from pipeline.worst_examples import WorstExample
 
 
@@ -50,6 +51,7 @@ class ReportData:
     scored_examples: int
     trend: list[TrendPoint]
     notes: list[str] = dataclasses.field(default_factory=list)
+    serving: ServingVerdict | None = None  # the evaluated model's serving check, if one ran
 
     @property
     def title(self) -> str:
@@ -141,4 +143,5 @@ def gather(
         scored_examples=scored,
         trend=trend,
         notes=notes + trend_notes,
+        serving=serving_verdict(evaluator_runs.open_metadata_read_only(metadata_path), latest.model_uri),
     )

@@ -65,6 +65,7 @@ def summary_section(data: ReportData) -> str:
         ("test accuracy", "n/a" if accuracy is None else f"{accuracy:.4f}"),
         ("accuracy threshold", summary.get("accuracy_threshold")),
         ("blessed", "yes" if summary.get("blessed") else "no"),
+        ("serving check", (summary.get("serving_check") or {}).get("headline", "did not run")),
         ("pushed model", summary.get("pushed_model_dir") or "not pushed"),
         ("training device", training.get("device", "n/a")),
         ("finished at", summary.get("finished_at")),
@@ -85,6 +86,33 @@ def verdict_section(data: ReportData) -> str:
         f'<p><span class="verdict {css}">{text}</span></p>',
         f"<ul>{details}</ul>" if details else "",
     )
+
+
+def serving_section(data: ReportData) -> str:
+    """The serving check's verdict and, from the ServingGate, its latency per signature and batch size."""
+    serving = data.serving
+    if serving is None:
+        return _section("serving", "Serving check", "<p>No serving check ran for this model.</p>")
+    css, text = ("blessed", "SERVABLE") if serving.passed else ("not-blessed", "NOT SERVABLE")
+    parts = [
+        f'<p><span class="verdict {css}">{text}</span> {_escape(serving.component)}: {_escape(serving.headline())}</p>'
+    ]
+    check = serving.check
+    if check is not None:
+        if check.failures:
+            parts.append("<ul>" + "".join(f"<li>{_escape(failure)}</li>" for failure in check.failures) + "</ul>")
+        if check.latency:
+            parts.append(
+                "<p>Through TF Serving's session loader, in a separate process, after the warm-up "
+                f"({(check.warmup or {}).get('records', 0)} requests); p99 of fewer than 100 requests is their maximum.</p>"
+            )
+            rows = [
+                [row["signature"], row["batch_size"], row["requests"], f"{row['p50_ms']:.1f}", f"{row['p99_ms']:.1f}",
+                 f"{row['images_per_second']:,.0f}"]
+                for row in check.latency
+            ]
+            parts.append(_table(["signature", "batch size", "requests", "p50 ms", "p99 ms", "images/s at p50"], rows, "latency"))
+    return _section("serving", "Serving check", *parts)
 
 
 def slices_section(data: ReportData) -> str:
@@ -208,6 +236,7 @@ def render(data: ReportData, generated_at: datetime.datetime | None = None) -> s
             f"<h1>{_escape(data.title)}</h1><p>Generated {_escape(moment)}.</p>{notes}",
             summary_section(data),
             verdict_section(data),
+            serving_section(data),
             slices_section(data),
             per_class_section(data),
             confusion_section(data),

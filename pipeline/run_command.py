@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import datetime
-import sys
+import os
 import time
 
 from components import cifar_format, idx_format
 from pipeline import datasets, errors, local_runner, run_logging, run_results
-from pipeline.configs import RunConfig
+from pipeline.configs import INFRA_VALIDATOR, SERVING_GATE, RunConfig
 from pipeline.progress import ComponentProgress
 
 EXIT_OK = 0
-EXIT_FAILED = 1
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"  # where docker-py looks without DOCKER_HOST
 EXIT_NOT_BLESSED = 3
-
-
-def fail(message: str) -> int:
-    print(f"visionpipe: error: {message}", file=sys.stderr, flush=True)
-    return EXIT_FAILED
+EXIT_NOT_SERVABLE = 4  # blessed by the Evaluator, refused by the serving check: nothing pushed
 
 
 def preflight(config: RunConfig) -> None:
@@ -29,6 +25,8 @@ def preflight(config: RunConfig) -> None:
     leaves no failed executions in MLMD. Raises IdxFormatError or
     CifarFormatError (both ValueErrors) with a one-line message.
     """
+    if config.serving_check == INFRA_VALIDATOR:
+        check_docker_engine()
     spec = datasets.get_dataset(config.dataset)
     if spec.source_format == datasets.CIFAR_FORMAT:
         source = cifar_format.detect_cifar_source(config.data_dir)
@@ -39,6 +37,24 @@ def preflight(config: RunConfig) -> None:
     idx_format.validate_idx_dataset(
         config.data_dir, image_shape=spec.image_shape[:2], num_classes=spec.num_classes
     )
+
+
+def check_docker_engine() -> None:
+    """`--serving-check infra-validator` starts TF Serving in Docker: refuse at once if no engine answers.
+
+    TFX's InfraValidator would otherwise fail only after ExampleGen ... Evaluator
+    (minutes), with a docker-py traceback in the log. Raises ValueError.
+    """
+    import docker  # docker-py, which InfraValidator's local runner uses itself
+
+    try:
+        docker.from_env(timeout=10).ping()
+    except Exception as error:  # noqa: BLE001  (docker-py raises several unrelated types)
+        raise ValueError(
+            f"--serving-check {INFRA_VALIDATOR} runs TensorFlow Serving in Docker, but no Docker engine "
+            f"answers at {os.environ.get('DOCKER_HOST', DEFAULT_DOCKER_HOST)} ({errors.one_line(error)}); "
+            f"use --serving-check {SERVING_GATE}"
+        ) from error
 
 
 def build_summary(config: RunConfig, outcome: run_results.RunOutcome, seconds: dict[str, float], total: float) -> dict:
@@ -56,6 +72,7 @@ def build_summary(config: RunConfig, outcome: run_results.RunOutcome, seconds: d
         "per_class_accuracy": outcome.per_class_accuracy,
         "training": outcome.training,
         "blessed": outcome.blessed,
+        "serving_check": outcome.serving_check.to_json() if outcome.serving_check else None,
         "pushed_model_dir": outcome.pushed_model_dir,
         "evaluation_uri": outcome.evaluation_uri,
     }
@@ -67,6 +84,8 @@ def print_summary(summary: dict, summary_path: str) -> None:
     print(f"\nvisionpipe: {summary['dataset']} / {summary['model']} finished in {summary['total_seconds']:.1f} s")
     print(f"  test accuracy : {accuracy_text} (threshold {summary['accuracy_threshold']})")
     print(f"  blessed       : {'yes' if summary['blessed'] else 'no'}")
+    serving = summary["serving_check"]
+    print(f"  serving check : {serving['headline'] if serving else 'did not run'}")
     print(f"  pushed model  : {summary['pushed_model_dir'] or 'not pushed'}")
     print(f"  summary       : {summary_path}", flush=True)
 
@@ -76,7 +95,7 @@ def run(config: RunConfig, verbose: bool = False) -> int:
     try:
         preflight(config)
     except (idx_format.IdxFormatError, ValueError) as error:
-        return fail(str(error))
+        return errors.fail(str(error))
 
     pipeline = local_runner.build_local_pipeline(config)
     progress = ComponentProgress(len(pipeline.components))
@@ -94,7 +113,7 @@ def run(config: RunConfig, verbose: bool = False) -> int:
             tfx.orchestration.LocalDagRunner().run(pipeline)
     except Exception as error:  # pylint: disable=broad-except  (report every failure)
         where = progress.current_component or "pipeline"
-        return fail(f"{where} failed: {errors.one_line(error)} (full log: {log_path})")
+        return errors.fail(f"{where} failed: {errors.one_line(error)} (full log: {log_path})")
     total = time.monotonic() - started
 
     spec = datasets.get_dataset(config.dataset)
@@ -104,4 +123,6 @@ def run(config: RunConfig, verbose: bool = False) -> int:
     print_summary(summary, config.summary_path)
     if outcome.pushed_model_dir:
         return EXIT_OK
+    if outcome.blessed and outcome.serving_check is not None and not outcome.serving_check.passed:
+        return EXIT_NOT_SERVABLE
     return EXIT_NOT_BLESSED

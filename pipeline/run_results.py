@@ -18,10 +18,11 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 
+from components.confusion_matrix import CANDIDATE_MODEL_NAMES
+from pipeline.serving_verdicts import ServingVerdict, serving_verdict
 from trainer_module.run_fn import TRAINING_SUMMARY_FILE
 
 ACCURACY_KEY = "sparse_categorical_accuracy"
-CANDIDATE_MODEL_NAMES = ("", "candidate")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +33,7 @@ class RunOutcome:
     pushed_model_dir: str | None
     evaluation_uri: str | None
     training: dict  # trainer_module.run_fn's training_summary.json ({} if missing)
+    serving_check: ServingVerdict | None  # the trained model's serving check (None: it did not run)
 
 
 def output_artifacts(
@@ -65,6 +67,11 @@ def evaluator_output(
 ) -> metadata_store_pb2.Artifact | None:
     """The Evaluator's `evaluation` or `blessing` output (TFX names their folders so)."""
     return next((a for a in artifacts if a.uri and output_key in a.uri), None)
+
+
+def _output_key(artifact: metadata_store_pb2.Artifact) -> str:
+    """The output key of an artifact TFX placed at <pipeline root>/<node>/<key>/<execution id>."""
+    return os.path.basename(os.path.dirname(os.path.normpath(artifact.uri)))
 
 
 def int_property(artifact: metadata_store_pb2.Artifact, name: str) -> int:
@@ -118,7 +125,8 @@ def read_outcome(
                 pushed_dir = _string_property(artifact, "pushed_destination") or None
 
     training: dict = {}
-    for artifact in _latest_outputs(store, pipeline_name, "Trainer"):
+    trained_models = _latest_outputs(store, pipeline_name, "Trainer")
+    for artifact in trained_models:
         summary_path = os.path.join(artifact.uri, TRAINING_SUMMARY_FILE)
         if os.path.isfile(summary_path):
             with open(summary_path, encoding="utf-8") as handle:
@@ -134,6 +142,7 @@ def read_outcome(
         pushed_model_dir=pushed_dir,
         evaluation_uri=evaluation.uri if evaluation is not None else None,
         training=training,
+        serving_check=serving_verdict(store, next((a.uri for a in trained_models if _output_key(a) == "model"), None)),
     )
 
 

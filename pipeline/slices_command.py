@@ -16,6 +16,7 @@ from typing import Any
 
 from pipeline import configs, eval_results, evaluator_runs
 from pipeline.eval_results import Evaluation, EvalResultError, Failure, SliceRow
+from pipeline.serving_verdicts import ServingVerdict, serving_verdict
 
 SORT_WORST = "worst"
 LABEL_COLUMN = "label"
@@ -132,7 +133,9 @@ def class_metric_table(evaluation: Evaluation, class_names: list[str] | None) ->
     return ["class", *names], body
 
 
-def render_table(evaluation: Evaluation, rows: list[SliceRow], metric: str) -> str:
+def render_table(
+    evaluation: Evaluation, rows: list[SliceRow], metric: str, serving: ServingVerdict | None = None
+) -> str:
     header, body, hidden = slice_table(evaluation, rows, metric)
     with_diffs = evaluation.baseline is not None
     models = f"{evaluation.candidate or 'model'} vs {evaluation.baseline}" if with_diffs else "no baseline model"
@@ -142,6 +145,8 @@ def render_table(evaluation: Evaluation, rows: list[SliceRow], metric: str) -> s
         lines.append(f"({hidden} label=N slices not shown: the same classes by id; --json lists them)")
     lines += render_class_metrics(evaluation)
     lines += ["", *render_verdict(evaluation.verdict)]
+    if serving is not None:
+        lines.append(f"serving check ({serving.component}): {serving.headline()}")
     return "\n".join(lines)
 
 
@@ -197,7 +202,7 @@ def _json_number(value: float | None) -> float | str | None:
     return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
 
 
-def to_json(evaluation: Evaluation, rows: list[SliceRow], metric: str) -> dict:
+def to_json(evaluation: Evaluation, rows: list[SliceRow], metric: str, serving: ServingVerdict | None = None) -> dict:
     def numbers(values: dict[str, float]) -> dict[str, float | str | None]:
         return {name: _json_number(value) for name, value in values.items()}
 
@@ -243,24 +248,30 @@ def to_json(evaluation: Evaluation, rows: list[SliceRow], metric: str) -> dict:
                 for failure in verdict.failures
             ],
         },
+        # The evaluated model's serving check (from ML Metadata; null with --eval-dir or if none ran).
+        "serving_check": serving.to_json() if serving is not None else None,
     }
 
 
-def find_evaluation_uri(output_dir: str | None, eval_dir: str | None) -> str:
-    """--eval-dir as given, else the newest Evaluator output in <output-dir>'s ML Metadata."""
+def find_evaluation(output_dir: str | None, eval_dir: str | None) -> tuple[str, ServingVerdict | None]:
+    """--eval-dir as given, else the newest Evaluator output in <output-dir>'s ML Metadata,
+    with the serving check of the model it evaluated (none is looked up for --eval-dir)."""
     if eval_dir:
-        return eval_dir
+        return eval_dir, None
     try:
         metadata_path = os.path.join(output_dir or configs.DEFAULT_OUTPUT_DIR, configs.METADATA_FILE)
-        return evaluator_runs.latest_evaluator_run(metadata_path).evaluation_uri
+        run = evaluator_runs.latest_evaluator_run(metadata_path)
+        store = evaluator_runs.open_metadata_read_only(metadata_path)
     except evaluator_runs.NoEvaluationError as error:
         raise EvalResultError(str(error)) from error
+    return run.evaluation_uri, serving_verdict(store, run.model_uri)
 
 
 def slices(output_dir: str | None, eval_dir: str | None, metric: str, sort: str | None, as_json: bool) -> int:
     """Prints the slice table (or JSON); exit 0 whether or not the model was blessed."""
     try:
-        evaluation = eval_results.load_evaluation(find_evaluation_uri(output_dir, eval_dir))
+        uri, serving = find_evaluation(output_dir, eval_dir)
+        evaluation = eval_results.load_evaluation(uri)
     except EvalResultError as error:
         return _fail(str(error))
     if metric not in evaluation.metric_names():
@@ -268,7 +279,7 @@ def slices(output_dir: str | None, eval_dir: str | None, metric: str, sort: str 
         return _fail(f"{evaluation.uri}: no metric {metric!r} in this evaluation (available: {available})")
     rows = ordered_rows(evaluation, metric, sort)
     if as_json:
-        print(json.dumps(to_json(evaluation, rows, metric), indent=2, allow_nan=False))
+        print(json.dumps(to_json(evaluation, rows, metric, serving), indent=2, allow_nan=False))
     else:
-        print(render_table(evaluation, rows, metric))
+        print(render_table(evaluation, rows, metric, serving))
     return 0
