@@ -10,9 +10,10 @@ module only decides what differs on a cluster:
   Evaluator gates on the absolute accuracy threshold only;
 * every component gets CPU/memory requests and the Trainer a GPU limit
   (`with_platform_config`), plus a node selector and toleration for GPU nodes;
-* with `--serving-check infra-validator`, TFX's InfraValidator starts TF Serving
-  as a pod (Kubernetes) instead of a local Docker container; the default
-  ServingGate runs inside its own component's pod like any other executor;
+* the serving check is the ServingGate, which runs in its own pod like any
+  other executor: TFX's Kubeflow V2 compiler refuses InfraValidator outright
+  (tfx/orchestration/kubeflow/v2/step_builder.py raises NotImplementedError
+  for it), so `--serving-check infra-validator` is refused before compiling;
 * every executor runs the container image given with `--image`.
 
 Used two ways:
@@ -44,10 +45,11 @@ from kubeflow.resources import resource_spec  # noqa: E402
 from kubeflow.settings import (  # noqa: E402
     CONTAINER_PROJECT_ROOT,
     DATA_ROOT_PARAMETER,
+    KubeflowConfigError,
     KubeflowSettings,
 )
 from pipeline import definition  # noqa: E402
-from pipeline.configs import RunConfig  # noqa: E402
+from pipeline.configs import INFRA_VALIDATOR, SERVING_GATE, RunConfig  # noqa: E402
 
 TRAINER_ID = "Trainer"
 CONTAINER_SCHEMA_ROOT = f"{CONTAINER_PROJECT_ROOT}/schema"
@@ -62,6 +64,12 @@ def cluster_config(config: RunConfig, settings: KubeflowSettings) -> RunConfig:
 
 def build_kubeflow_pipeline(config: RunConfig, settings: KubeflowSettings) -> tfx.dsl.Pipeline:
     """The shared pipeline definition with the cluster's data parameter and resources."""
+    if config.serving_check == INFRA_VALIDATOR:
+        raise KubeflowConfigError(
+            f"--serving-check {INFRA_VALIDATOR}: TFX {tfx.__version__}'s Kubeflow V2 compiler cannot compile "
+            f"InfraValidator (its step builder refuses it); use the default --serving-check {SERVING_GATE}, "
+            "which runs in the pipeline image"
+        )
     config = cluster_config(config, settings)
     pipeline = definition.create_pipeline(
         config,
@@ -70,7 +78,6 @@ def build_kubeflow_pipeline(config: RunConfig, settings: KubeflowSettings) -> tf
         ),
         schema_root=CONTAINER_SCHEMA_ROOT,
         compare_with_blessed=False,
-        serving_platform=definition.KUBERNETES,
     )
     for component in pipeline.components:
         resources = (

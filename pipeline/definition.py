@@ -33,11 +33,8 @@ NUM_CLASSES = 10  # every dataset of pipeline.datasets has ten classes
 EVALUATOR_MODULE = "components.prediction_outcome"
 EVALUATION_SPLIT = "test"
 # The stock InfraValidator's model server: the newest TensorFlow Serving release
-# (tensorflow/serving:<tag>), and where it starts it.
+# (the tensorflow/serving:<tag> image, started in the local Docker engine).
 TF_SERVING_TAG = "2.20.0"
-LOCAL_DOCKER = "local_docker"  # ServingSpec's serving_platform field names
-KUBERNETES = "kubernetes"
-SERVING_PLATFORMS = {LOCAL_DOCKER: tfx.proto.LocalDockerConfig, KUBERNETES: tfx.proto.KubernetesConfig}
 INFRA_VALIDATION_EXAMPLES = 256  # test examples InfraValidator turns into requests
 INFERENCE_BATCH_SIZE = 256
 # Beam runs in-process on the FnApiRunner. Naming it explicitly matters: Beam
@@ -134,17 +131,16 @@ def make_eval_config(
     )
 
 
-def serving_validator(
-    config: RunConfig, model: Any, examples: Any, evaluation: Any, serving_platform: str
-) -> Any:
+def serving_validator(config: RunConfig, model: Any, examples: Any, evaluation: Any) -> Any:
     """The component whose InfraBlessing lets the Pusher push: ServingGate, or TFX's InfraValidator.
 
     Both put the checked model, with TF Serving's warm-up file, into their
     InfraBlessing (`has_model`), which the Pusher then pushes. InfraValidator
-    starts a real tensorflow_model_server (`serving_platform`: Docker on this
-    machine, a pod on Kubernetes) and sends requests that TFX builds from
-    serialized test examples; its request builder cannot make the raw-image
-    requests of `serving_images`, so it checks `serving_default` and `classify`.
+    starts a real tensorflow_model_server in the local Docker engine and sends
+    requests that TFX builds from serialized test examples; its request builder
+    cannot make the raw-image requests of `serving_images`, so it checks
+    `serving_default` and `classify`. (Its Kubernetes mode is out of reach:
+    TFX's Kubeflow V2 compiler refuses InfraValidator, see kubeflow/runner.py.)
     """
     if config.serving_check == INFRA_VALIDATOR:
         return tfx.components.InfraValidator(
@@ -153,7 +149,7 @@ def serving_validator(
             serving_spec=tfx.proto.ServingSpec(
                 tensorflow_serving=tfx.proto.TensorFlowServing(tags=[TF_SERVING_TAG]),
                 model_name=config.pipeline_name,
-                **{serving_platform: SERVING_PLATFORMS[serving_platform]()},
+                local_docker=tfx.proto.LocalDockerConfig(),
             ),
             validation_spec=tfx.proto.ValidationSpec(max_loading_time_seconds=120, num_tries=3),
             request_spec=tfx.proto.RequestSpec(
@@ -201,7 +197,6 @@ def create_pipeline(
     input_base: Any = None,
     schema_root: str = datasets.SCHEMA_ROOT,
     compare_with_blessed: bool = True,
-    serving_platform: str = LOCAL_DOCKER,
 ) -> tfx.dsl.Pipeline:
     """Builds the full pipeline for one dataset and set of training options.
 
@@ -219,8 +214,6 @@ def create_pipeline(
       with it the "no worse than the blessed model" gate (Kubeflow Pipelines'
       open-source backend cannot run Resolver nodes); the absolute accuracy
       threshold still gates the push.
-    * `serving_platform`: where `--serving-check infra-validator` starts TF
-      Serving (LOCAL_DOCKER or KUBERNETES); unused by the default ServingGate.
     """
 
     def assemble(components: list[Any]) -> tfx.dsl.Pipeline:
@@ -313,7 +306,6 @@ def create_pipeline(
         trainer.outputs["model"],
         example_gen.outputs["examples"],
         evaluator.outputs["evaluation"],
-        serving_platform,
     )
     # No `model=`: the Pusher pushes the validated copy with its warm-up file
     # from the InfraBlessing, and only if both blessings say yes.

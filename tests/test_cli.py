@@ -230,3 +230,17 @@ def test_bad_cifar_input_gives_one_line_naming_the_file_and_exit_1(tmp_path, cap
         capsys, "run", "--dataset", "cifar10", "--data-dir", data_dir, "--output-dir", str(output_dir)
     )
     assert_failed_cleanly(code, err, named, output_dir)
+
+
+def test_infra_validator_without_a_docker_engine_is_refused_before_anything_runs(idx_dir, tmp_path, capsys, monkeypatch):
+    """TFX's InfraValidator starts TF Serving in Docker; with no engine, one line at once, not minutes later."""
+    socket_path = tmp_path / "no-docker.sock"
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{socket_path}")
+    output_dir = tmp_path / "out"
+    code, _, err = run_cli(
+        capsys, "run", "--dataset", "mnist", "--data-dir", idx_dir, "--output-dir", str(output_dir),
+        "--serving-check", "infra-validator",
+    )
+    assert_failed_cleanly(code, err, f"no Docker engine answers at unix://{socket_path}", output_dir)
+    assert "use --serving-check serving-gate" in err
+    assert not (output_dir / "metadata.sqlite").exists()

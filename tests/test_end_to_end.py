@@ -2,7 +2,9 @@
 
 One module-scoped run on a few hundred synthetic MNIST-format examples, then
 follow-up runs in the same output dir that exercise caching, the "not blessed"
-exit code, bad data after a good run, and the TFX CLI.
+exit code, bad data after a good run, the TFX CLI and, last (it leaves an
+Evaluator-blessed but unservable model behind), a Trainer whose export TF
+Serving cannot load, which the serving gate must refuse.
 """
 
 from __future__ import annotations
@@ -57,6 +59,77 @@ def test_run_pushes_a_blessed_model_and_writes_the_summary(first_run):
     pushed = summary["pushed_model_dir"]
     assert pushed and os.path.isfile(os.path.join(pushed, "saved_model.pb"))
     assert os.path.dirname(pushed) == os.path.join(output_dir, "serving_model", "visionpipe-mnist")
+    serving = summary["serving_check"]
+    assert serving["component"] == "ServingGate" and serving["passed"] is True
+    assert serving["headline"].startswith("PASSED (session load ")
+    report = serving["report"]
+    # Every test example went through serving_default and matched the Evaluator's confusion matrix.
+    assert report["evaluated_examples"] == 120 and report["served_accuracy"] == pytest.approx(summary["test_accuracy"])
+    assert report["warmup"]["records"] == 9 and len(report["latency"]) == 9
+
+
+def infra_blessings(output_dir: str) -> list[tuple[str, int, int]]:
+    """(uri, blessed, has_model) of every InfraBlessing, through ML Metadata's own API."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = os.path.join(output_dir, "metadata.sqlite")
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    store = metadata_store.MetadataStore(config)
+    return [
+        (a.uri, a.custom_properties["blessed"].int_value, a.custom_properties["has_model"].int_value)
+        for a in store.get_artifacts_by_type("InfraBlessing")
+    ]
+
+
+def test_the_pushed_model_is_the_gated_copy_with_tf_serving_warmup(first_run, tmp_path):
+    from tensorflow_serving.apis import prediction_log_pb2
+    import tensorflow as tf
+
+    from tests import serving_helpers
+    from trainer_module import signatures
+
+    _, summary, _, output_dir = first_run
+    [(blessing_uri, blessed, has_model)] = infra_blessings(output_dir)
+    assert (blessed, has_model) == (1, 1) and blessing_uri == summary["serving_check"]["blessing_uri"]
+    pushed = summary["pushed_model_dir"]
+    warmup = os.path.join(pushed, "assets.extra", "tf_serving_warmup_requests")
+    with open(warmup, "rb") as handle, open(os.path.join(blessing_uri, "stamped_model", "assets.extra",
+                                                         "tf_serving_warmup_requests"), "rb") as stamped:
+        assert handle.read() == stamped.read()
+    logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(warmup)]
+    assert len(logs) == 9
+    assert {log.WhichOneof("log_type") for log in logs} == {"predict_log", "classify_log"}
+    first_request = logs[0].predict_log.request
+    assert first_request.model_spec.name == "visionpipe-mnist"
+    example = tf.train.Example.FromString(first_request.inputs[signatures.EXAMPLE_INPUT].string_val[0])
+    assert example.features.feature["example_id"].bytes_list.value[0].startswith(b"t10k-")  # the test split
+
+    # TensorFlow's saved_model_cli (the session loader) runs every signature of the pushed model,
+    # with the same answers as the TF2 loader.
+    serialized = list(first_request.inputs[signatures.EXAMPLE_INPUT].string_val)
+    images = [tf.train.Example.FromString(record).features.feature["image"].bytes_list.value[0] for record in serialized]
+    loaded = tf.saved_model.load(pushed)
+    for name, key, values, output in (
+        (signatures.EXAMPLE_SIGNATURE, signatures.EXAMPLE_INPUT, serialized, signatures.PROBABILITIES),
+        (signatures.IMAGE_SIGNATURE, signatures.IMAGE_INPUT, images, signatures.PROBABILITIES),
+        (signatures.CLASSIFY_SIGNATURE, signatures.CLASSIFY_INPUT, serialized, signatures.CLASSIFY_SCORES),
+    ):
+        by_cli = serving_helpers.saved_model_cli_run(pushed, name, key, values, str(tmp_path / name))[output]
+        by_tf2 = loaded.signatures[name](**{key: tf.constant(values)})[output].numpy()
+        assert by_cli.shape == (len(values), 10)
+        import numpy as np
+
+        np.testing.assert_allclose(by_cli, by_tf2, atol=1e-6)
+
+
+def test_serve_check_passes_the_pushed_model(first_run, capsys):
+    *_, output_dir = first_run
+    capsys.readouterr()
+    assert cli.main(["serve-check", "--model-dir", output_dir]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == "servable: yes (9 requests answered)"
 
 
 def test_pushed_model_classifies_a_png_through_the_image_signature(first_run, tmp_path, capsys):
@@ -266,3 +339,40 @@ def test_tfx_cli_creates_and_runs_the_same_pipeline(first_run, tmp_path):
         )
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert os.path.isfile(os.path.join(tmp_path, "tfx", "local", "visionpipe-mnist", "pipeline_args.json"))
+
+
+def test_a_model_tf_serving_cannot_load_is_refused_and_nothing_is_pushed(first_run, monkeypatch, capsys):
+    """The Trainer exports as before issue 12: TF2 loads it, so the Evaluator blesses it; the gate must not.
+
+    Runs last: it leaves an Evaluator-blessed, unservable model in the output dir.
+    """
+    from tests import serving_helpers
+    from trainer_module import serving
+
+    _, first_summary, data_dir, output_dir = first_run
+    before = pushed_versions(output_dir)
+    monkeypatch.setattr(serving, "export_serving_model", serving_helpers.keras_tracking_export)
+    capsys.readouterr()
+    code = cli.main(
+        ["run", "--dataset", "mnist", "--data-dir", data_dir, "--output-dir", output_dir,
+         "--accuracy-threshold", "0.5", "--model", "tutorial_cnn", "--epochs", "3", "--batch-size", "32"]
+    )  # another epoch count: a new Trainer execution, not the cached model
+    out = capsys.readouterr().out
+    assert code == 4, out[-3000:]
+    with open(os.path.join(output_dir, "run_summary.json"), encoding="utf-8") as handle:
+        summary = json.load(handle)
+    assert summary["blessed"] is True and summary["pushed_model_dir"] is None
+    serving_check = summary["serving_check"]
+    assert serving_check["passed"] is False
+    assert "Could not find variable" in serving_check["headline"]
+    # TF Serving would fail the load at its first warm-up request; so does the gate.
+    assert "serving check : FAILED: serving_default: warm-up request 1 (batch 1) failed: Could not find variable" in out
+    assert "pushed model  : not pushed" in out
+    assert pushed_versions(output_dir) == before  # the earlier pushed model is untouched, nothing new
+    refused = [entry for entry in infra_blessings(output_dir) if entry[0] == serving_check["blessing_uri"]]
+    assert refused == [(serving_check["blessing_uri"], 0, 0)]
+    assert os.path.isfile(os.path.join(serving_check["blessing_uri"], "INFRA_NOT_BLESSED"))
+
+    capsys.readouterr()
+    assert cli.main(["slices", "--output-dir", output_dir]) == 0
+    assert "serving check (ServingGate): FAILED: serving_default: warm-up request 1" in capsys.readouterr().out

@@ -21,7 +21,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kubeflow import package, runner, settings
-from pipeline import cli, datasets, local_runner
+from pipeline import cli, configs, datasets, definition, local_runner
 from pipeline.configs import RunConfig
 
 IMAGE = "registry.example.com/ml/visionpipe:0.1.0"
@@ -182,6 +182,51 @@ def test_paths_baked_into_the_package_exist_on_the_cluster(compiled: dict[str, A
     push_destination = _constant(tasks["Pusher"], "push_destination")
     assert f"{PIPELINE_ROOT}/serving_model/visionpipe-fashion-mnist" in push_destination
     assert '"epochs": 7' in _constant(tasks["Trainer"], "custom_config")
+
+
+def test_the_serving_gate_stands_between_evaluator_and_pusher(compiled: dict[str, Any], tmp_path: Any) -> None:
+    local = _upstream_ids(_local_pipeline(tmp_path))
+    assert local["ServingGate"] == {"FileBasedExampleGen", "Trainer", "Evaluator"}
+    assert local["Pusher"] == {"Evaluator", "ServingGate"}
+    tasks = compiled["spec"].root.dag.tasks
+    # The Pusher pushes the gated copy (with its warm-up file) from the InfraBlessing, not the Trainer's model.
+    assert set(tasks["Pusher"].inputs.artifacts) == {"model_blessing", "infra_blessing"}
+    assert tasks["Pusher"].inputs.artifacts["infra_blessing"].task_output_artifact.producer_task == "ServingGate"
+    assert _constant(tasks["ServingGate"], "model_name") == "visionpipe-fashion-mnist"
+    assert json.loads(_constant(tasks["ServingGate"], "class_names")) == list(datasets.FASHION_MNIST.class_names)
+    gate = compiled["executors"]["ServingGate_executor"].container
+    assert gate.image == IMAGE  # the probe runs in the pipeline image, like every executor
+
+
+def test_infra_validator_option_starts_tf_serving_in_docker_and_is_refused_for_kubeflow(
+    tmp_path: Any, capsys: pytest.CaptureFixture
+) -> None:
+    config = RunConfig(output_dir=str(tmp_path / "out"), serving_check=configs.INFRA_VALIDATOR).absolute()
+    local = {c.id: c for c in local_runner.build_local_pipeline(config).components}
+    assert "ServingGate" not in local
+    serving_spec = json.loads(local["InfraValidator"].exec_properties["serving_spec"])  # TFX keeps protos as JSON
+    assert "local_docker" in serving_spec and serving_spec["tensorflow_serving"]["tags"] == [definition.TF_SERVING_TAG]
+    request_spec = json.loads(local["InfraValidator"].exec_properties["request_spec"])
+    assert request_spec["make_warmup"] is True and request_spec["split_name"] == "test"
+    assert {node.id for node in local["Pusher"].upstream_nodes} == {"Evaluator", "InfraValidator"}
+
+    # TFX's own compiler cannot compile it (step_builder.py): proven, then refused before compiling.
+    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
+
+    pipeline = definition.create_pipeline(config, compare_with_blessed=False)
+    dag_runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
+        config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=IMAGE),
+        output_dir=str(tmp_path), output_filename="raw.json",
+    )
+    with pytest.raises(NotImplementedError, match="InfraValidator"):
+        dag_runner.run(pipeline)
+    path = tmp_path / "iv.yaml"
+    capsys.readouterr()
+    assert cli.main(["kubeflow", "compile", "--image", IMAGE, "--pipeline-root", PIPELINE_ROOT, "--output", str(path),
+                     "--serving-check", configs.INFRA_VALIDATOR]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("visionpipe: error: --serving-check infra-validator: TFX 1.21.0's Kubeflow V2 compiler")
+    assert len(err.strip().splitlines()) == 1 and not path.exists()
 
 
 def test_cpu_only_package_has_no_gpu_request_or_placement(tmp_path: Any) -> None:

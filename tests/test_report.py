@@ -78,7 +78,7 @@ def page(report_data) -> str:
 
 
 def test_page_has_every_section_and_chart(page):
-    for section in ("summary", "verdict", "slices", "per-class", "confusion", "worst", "trend", "timings"):
+    for section in ("summary", "verdict", "serving", "slices", "per-class", "confusion", "worst", "trend", "timings"):
         assert f'<section id="{section}">' in page
     for chart in ("class-accuracy", "confusion-matrix", "accuracy-trend", "component-timings"):
         assert len(re.findall(f'<svg class="chart" id="chart-{chart}"', page)) == 1
@@ -116,6 +116,35 @@ def test_sections_without_data_say_so(report_data):
     assert "No run summary for this evaluation." in page and "No component timings" in page
     assert "No evaluated models." in page and "No test examples were scored." in page
     assert 'id="chart-component-timings"' not in page and 'id="chart-accuracy-trend"' not in page
+
+
+def test_serving_check_section_shows_the_verdict_and_latency(report_data):
+    from components.serving_check.checks import ServingCheck
+    from pipeline.serving_verdicts import ServingVerdict
+
+    assert "No serving check ran for this model." in report_html.render(report_data)
+    latency = [
+        {"signature": name, "batch_size": batch, "requests": 10, "p50_ms": 1.5 * batch, "p99_ms": 2.0 * batch,
+         "images_per_second": 1000 / 1.5}
+        for name in ("classify", "serving_default", "serving_images") for batch in (1, 32, 256)
+    ]
+    check = ServingCheck(
+        model_dir="/m", passed=True, failures=[], load_seconds=0.25, warmup={"records": 9, "seconds": 0.5},
+        latency=latency, signatures={}, requests_answered=12, evaluated_examples=200, served_accuracy=0.42,
+        imported_modules=["tensorflow"],
+    )
+    passed = ServingVerdict("ServingGate", True, "/b", check)
+    page = report_html.render(ReportData(**{**report_data.__dict__, "serving": passed}))
+    section = page.split('<section id="serving">')[1].split("</section>")[0]
+    assert "SERVABLE" in section and "PASSED (session load 0.25 s; batch 1: classify p50 1.5 ms" in section
+    assert section.split('<table class="latency">')[1].count("<tr>") == 1 + 9
+
+    failed = ServingVerdict("ServingGate", False, "/b", ServingCheck(**{
+        **check.__dict__, "passed": False, "failures": ["serving_default: <warm-up> failed", "x"], "latency": []}))
+    section = report_html.render(ReportData(**{**report_data.__dict__, "serving": failed})).split(
+        '<section id="serving">')[1].split("</section>")[0]
+    assert "NOT SERVABLE" in section and "<li>serving_default: &lt;warm-up&gt; failed</li><li>x</li>" in section
+    assert "FAILED: serving_default: &lt;warm-up&gt; failed (and 1 more)" in section
 
 
 def test_report_without_any_run_is_one_error_line(tmp_path, capsys):

@@ -1,67 +1,31 @@
-"""preprocessing_fn under real tf.Transform (Beam), and both serving signatures."""
+"""preprocessing_fn under real tf.Transform (Beam), and the three serving signatures through TF2."""
 
 from __future__ import annotations
 
-import functools
 import io
-import os
 
-import apache_beam as beam
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
 from PIL import Image
-from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from components.image_examples import encode_png, make_example
+from tests import serving_helpers
 from tests.conftest import synthetic_digits
-from trainer_module import models, preprocessing, serving, signatures
+from trainer_module import preprocessing, serving, signatures
 
 IMAGE_SHAPE = (28, 28, 1)
-CLASS_NAMES = tuple(f"class-{i}" for i in range(10))
-RAW_SPEC = {
-    "image": tf.io.FixedLenFeature([1], tf.string),
-    "label": tf.io.FixedLenFeature([1], tf.int64),
-    "example_id": tf.io.FixedLenFeature([1], tf.string),
-}
+CLASS_NAMES = serving_helpers.CLASS_NAMES
 
 
 @pytest.fixture(scope="module")
 def transformed(tmp_path_factory):
-    """Runs AnalyzeAndTransformDataset on 40 synthetic images; returns (images, output)."""
+    """Runs AnalyzeDataset on 40 synthetic images; returns (images, labels, transformed rows, output dir)."""
     images, labels = synthetic_digits(40, seed=3)
-    raw = [
-        {"image": [encode_png(image)], "label": [int(label)], "example_id": [b"x"]}
-        for image, label in zip(images, labels)
-    ]
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
-    root = tmp_path_factory.mktemp("tft")
-    transform_dir = str(root / "transform_output")
-    preprocessing_fn = functools.partial(
-        preprocessing.preprocessing_fn, custom_config={"image_shape": list(IMAGE_SHAPE)}
-    )
-    with beam.Pipeline() as pipeline, tft_beam.Context(temp_dir=str(root / "tmp")):
-        raw_data = pipeline | beam.Create(raw)
-        transform_fn = (raw_data, metadata) | tft_beam.AnalyzeDataset(preprocessing_fn)
-        _ = transform_fn | tft_beam.WriteTransformFn(transform_dir)
-        # The raw schema, as TFX's Transform writes it, for raw_feature_spec().
-        _ = metadata | tft_beam.WriteMetadata(
-            os.path.join(transform_dir, tft.TFTransformOutput.RAW_METADATA_DIR), pipeline
-        )
+    transform_dir = serving_helpers.write_transform_output(str(tmp_path_factory.mktemp("tft")), images, labels, IMAGE_SHAPE)
     # Apply the saved transform graph, exactly as the Trainer and serving do.
-    output = tft.TFTransformOutput(transform_dir).transform_raw_features(
-        {
-            "image": tf.constant([row["image"] for row in raw]),
-            "label": tf.constant([row["label"] for row in raw], dtype=tf.int64),
-        }
-    )
-    rows = [
-        {"image_xf": output["image_xf"][i].numpy(), "label": output["label"][i].numpy()}
-        for i in range(len(raw))
-    ]
-    return images, labels, rows, transform_dir
+    x = serving_helpers.transformed_images(transform_dir, images, labels)
+    return images, labels, [{"image_xf": x[i], "label": labels[i]} for i in range(len(images))], transform_dir
 
 
 def test_transform_standardizes_with_full_pass_statistics(transformed):
@@ -80,11 +44,9 @@ def test_transform_standardizes_with_full_pass_statistics(transformed):
 def exported(request, transformed, tmp_path_factory):
     """Each zoo model trained one epoch and exported (deep_cnn has random layers)."""
     images, labels, rows, transform_dir = transformed
-    model = models.build_model(request.param, IMAGE_SHAPE, 10)
+    model = serving_helpers.trained_model(request.param, IMAGE_SHAPE, transform_dir, images, labels)
     x = np.stack([row["image_xf"] for row in rows]).astype(np.float32)
-    model.fit(x, np.asarray(labels, dtype=np.int64), epochs=1, batch_size=20, verbose=0)
-    export_dir = str(tmp_path_factory.mktemp("export") / "model")
-    serving.export_serving_model(model, tft.TFTransformOutput(transform_dir), CLASS_NAMES, IMAGE_SHAPE, export_dir)
+    export_dir = serving_helpers.export(model, transform_dir, IMAGE_SHAPE, str(tmp_path_factory.mktemp("export") / "model"))
     return images, labels, model, x, tf.saved_model.load(export_dir)
 
 
@@ -153,3 +115,39 @@ def test_unknown_normalization_is_refused():
             {"image": png, "label": tf.constant([[0]], tf.int64)},
             {"image_shape": [28, 28, 1], "normalization": "zca"},
         )
+
+
+def _encoded(array: np.ndarray, mode: str | None = None, format: str = "PNG") -> bytes:
+    image = Image.fromarray(array)
+    buffer = io.BytesIO()
+    (image.convert(mode) if mode else image).save(buffer, format=format)
+    return buffer.getvalue()
+
+
+def test_only_pngs_of_the_models_geometry_skip_the_re_encoding():
+    functions = serving.ServingFunctions(
+        model=None, transform_layer=None, class_names=CLASS_NAMES, image_shape=IMAGE_SHAPE,
+        raw_feature_spec={"image": tf.io.FixedLenFeature([1], tf.string)},
+    )
+    gray = np.zeros((28, 28), np.uint8)
+    cases = {
+        "28x28 greyscale PNG": (encode_png(gray), True),
+        "28x28 RGB PNG": (_encoded(gray, "RGB"), False),
+        "28x28 greyscale+alpha PNG": (_encoded(gray, "LA"), False),
+        "28x28 16-bit PNG": (_encoded(gray.astype(np.uint16) * 257, "I;16"), False),
+        "29x28 greyscale PNG": (encode_png(np.zeros((28, 29), np.uint8)), False),
+        "28x28 JPEG": (_encoded(gray, format="JPEG"), False),
+        "PNG signature only": (b"\x89PNG\r\n\x1a\n", False),
+        "empty": (b"", False),
+    }
+    for name, (encoded, expected) in cases.items():
+        assert bool(functions.is_model_png(tf.constant(encoded))) is expected, name
+
+
+def test_image_signature_answers_the_same_whether_it_re_encodes_or_not(exported):
+    images, *_, loaded = exported
+    as_is = encode_png(images[0])  # passes through
+    with_alpha = _encoded(images[0], "LA")  # decoded, alpha dropped, re-encoded: the same pixels
+    out = loaded.signatures[signatures.IMAGE_SIGNATURE](images=tf.constant([as_is, with_alpha]))
+    probabilities = out[signatures.PROBABILITIES].numpy()
+    np.testing.assert_allclose(probabilities[0], probabilities[1], atol=1e-6)

@@ -357,16 +357,23 @@ def probe(model_dir: str, requests_path: str | None, responses_path: str | None,
     warmup: list[prediction_log_pb2.PredictionLog] = []
     timings: dict[tuple[str, int], list[float]] = {}
     if tf.io.gfile.exists(warmup_path):
+        # As TF Serving: a failing warm-up request fails the load of the version.
         started = time.perf_counter()
         try:
             for index, log in enumerate(read_prediction_logs(warmup_path)):
                 if index >= MAX_WARMUP_RECORDS:
-                    raise ServingError(f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {warmup_path}")
-                _, problems, _ = _timed(model, log)
+                    raise ServingError(f"{WARMUP_PATH} has more than {MAX_WARMUP_RECORDS} records, which TF Serving refuses")
+                name, batch = signature_and_batch(log)
+                try:
+                    _, problems, _ = _timed(model, log)
+                except ServingError as error:
+                    raise ServingError(f"{name}: warm-up request {index + 1} (batch {batch}) failed: {error}") from error
                 failures.extend(problems)
                 warmup.append(log)
-        except (ServingError, tf.errors.OpError) as error:
-            failures.append(f"warm-up request {len(warmup) + 1} of {warmup_path} failed: {one_line(error)}")
+        except tf.errors.OpError as error:
+            failures.append(f"{WARMUP_PATH}: unreadable after {len(warmup)} records ({one_line(error)})")
+        except ServingError as error:
+            failures.append(str(error))
         report["warmup"] = {"records": len(warmup), "seconds": round(time.perf_counter() - started, 3)}
     else:
         report["warmup"] = {"records": 0, "seconds": 0.0}
