@@ -32,6 +32,7 @@ ENVIRONMENT_SETTINGS = {
     "VISIONPIPE_EPOCHS": ("epochs", int),
     "VISIONPIPE_BATCH_SIZE": ("batch_size", int),
     "VISIONPIPE_ACCURACY_THRESHOLD": ("accuracy_threshold", float),
+    "VISIONPIPE_SERVING_CHECK": ("serving_check", str),
 }
 
 

@@ -131,7 +131,7 @@ def test_serving_check_section_shows_the_verdict_and_latency(report_data):
     check = ServingCheck(
         model_dir="/m", passed=True, failures=[], load_seconds=0.25, warmup={"records": 9, "seconds": 0.5},
         latency=latency, signatures={}, requests_answered=12, evaluated_examples=200, served_accuracy=0.42,
-        imported_modules=["tensorflow"],
+        imported_modules=["tensorflow"], seconds={"import": 5.0},
     )
     passed = ServingVerdict("ServingGate", True, "/b", check)
     page = report_html.render(ReportData(**{**report_data.__dict__, "serving": passed}))

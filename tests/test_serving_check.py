@@ -199,6 +199,7 @@ def test_check_passes_in_a_separate_process_that_imports_no_tfx(deep_cnn_export,
     assert "tensorflow" in result.imported_modules and "tensorflow_serving" in result.imported_modules
     assert not set(result.imported_modules) & set(probe.FORBIDDEN_MODULES)
     assert result.headline().startswith("PASSED (session load ")
+    assert set(result.seconds) == set(checks.PROBE_PHASES) and result.seconds["import"] > 1.0  # TF's own import
 
 
 def test_check_refuses_the_unservable_export(unservable_export, deep_cnn_export, tmp_path):

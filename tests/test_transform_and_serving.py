@@ -142,12 +142,15 @@ def test_only_pngs_of_the_models_geometry_skip_the_re_encoding():
     }
     for name, (encoded, expected) in cases.items():
         assert bool(functions.is_model_png(tf.constant(encoded))) is expected, name
+    batch = [encoded for encoded, _ in cases.values()]
+    assert functions.is_model_png(tf.constant(batch)).numpy().tolist() == [expected for _, expected in cases.values()]
 
 
 def test_image_signature_answers_the_same_whether_it_re_encodes_or_not(exported):
     images, *_, loaded = exported
-    as_is = encode_png(images[0])  # passes through
+    as_is = [encode_png(image) for image in images[:3]]  # a batch of model PNGs passes through
     with_alpha = _encoded(images[0], "LA")  # decoded, alpha dropped, re-encoded: the same pixels
-    out = loaded.signatures[signatures.IMAGE_SIGNATURE](images=tf.constant([as_is, with_alpha]))
-    probabilities = out[signatures.PROBABILITIES].numpy()
-    np.testing.assert_allclose(probabilities[0], probabilities[1], atol=1e-6)
+    classify = loaded.signatures[signatures.IMAGE_SIGNATURE]
+    passed = classify(images=tf.constant(as_is))[signatures.PROBABILITIES].numpy()
+    mixed = classify(images=tf.constant([with_alpha, *as_is[1:]]))[signatures.PROBABILITIES].numpy()  # converted
+    np.testing.assert_allclose(passed, mixed, atol=1e-6)

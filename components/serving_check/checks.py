@@ -50,6 +50,7 @@ DEFAULT_TIMEOUT_SECONDS = 900
 CROSS_CHECK_EXAMPLES = 32  # examples sent through every signature and compared
 SUM_TOLERANCE = 1e-4  # float32 softmax rows sum to 1 within this
 AGREEMENT_TOLERANCE = 1e-5  # the same pixels through two signatures
+PROBE_PHASES = ("import", "load", "latency", "requests")  # the probe report's <phase>_seconds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +97,7 @@ class ServingCheck:
     evaluated_examples: int  # test examples whose served prediction was compared or scored
     served_accuracy: float | None  # of the evaluation pass, against the examples' labels
     imported_modules: list[str]
+    seconds: dict[str, float]  # the probe process's phases: import (TensorFlow), load, warmup, latency, requests
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -301,4 +303,5 @@ def check_model(
         evaluated_examples=len(predicted),
         served_accuracy=round(correct / len(predicted), 6) if predicted and len(predicted) == len(plan.labels) else None,
         imported_modules=report.get("imported_modules", []),
+        seconds={phase: report[f"{phase}_seconds"] for phase in PROBE_PHASES if f"{phase}_seconds" in report},
     )

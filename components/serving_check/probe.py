@@ -41,6 +41,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+_PROCESS_STARTED = time.perf_counter()  # before TensorFlow is imported: its import is part of the cost
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402  (after the log level: TF reads it at import)
@@ -340,9 +341,81 @@ def _timed(model: ServedModel, log: prediction_log_pb2.PredictionLog) -> tuple[p
     return answered, problems, time.perf_counter() - started
 
 
+def replay_warmup(model: ServedModel, model_dir: str, failures: list[str]) -> list[prediction_log_pb2.PredictionLog]:
+    """TF Serving's warm-up at load: every record once; the first failing one fails the load."""
+    warmup_path = os.path.join(model_dir, WARMUP_PATH)
+    replayed: list[prediction_log_pb2.PredictionLog] = []
+    if not tf.io.gfile.exists(warmup_path):
+        return replayed
+    try:
+        for index, log in enumerate(read_prediction_logs(warmup_path)):
+            if index >= MAX_WARMUP_RECORDS:
+                raise ServingError(f"{WARMUP_PATH} has more than {MAX_WARMUP_RECORDS} records, which TF Serving refuses")
+            name, batch = signature_and_batch(log)
+            try:
+                _, problems, _ = _timed(model, log)
+            except ServingError as error:
+                raise ServingError(f"{name}: warm-up request {index + 1} (batch {batch}) failed: {error}") from error
+            failures.extend(problems)
+            replayed.append(log)
+    except tf.errors.OpError as error:
+        failures.append(f"{WARMUP_PATH}: unreadable after {len(replayed)} records ({one_line(error)})")
+    except ServingError as error:
+        failures.append(str(error))
+    return replayed
+
+
+def time_requests(model: ServedModel, logs: Sequence[prediction_log_pb2.PredictionLog], rounds: int) -> list[dict[str, Any]]:
+    """Each request answered `rounds` times: the latency rows per signature and batch size."""
+    timings: dict[tuple[str, int], list[float]] = {}
+    for _ in range(rounds):
+        for log in logs:
+            _, _, seconds = _timed(model, log)
+            timings.setdefault(signature_and_batch(log), []).append(seconds)
+    return latency_rows(timings)
+
+
+def answer_requests(model: ServedModel, requests_path: str, responses_path: str | None, failures: list[str]) -> int:
+    """Answers every request once, logging it with its response; the first failure per signature is kept."""
+    answered_count, failed_signatures = 0, set()
+    writer = tf.io.TFRecordWriter(responses_path) if responses_path else None
+    try:
+        for number, log in enumerate(read_prediction_logs(requests_path), start=1):
+            try:
+                name, batch = signature_and_batch(log)
+            except ServingError as error:
+                failures.append(f"request {number}: {error}")
+                continue
+            if name in failed_signatures:
+                continue  # one failure per signature is the verdict; the rest would repeat it
+            try:
+                answered, problems, _ = _timed(model, log)
+            except ServingError as error:
+                failures.append(f"{name}: request {number} (batch {batch}) failed: {error}")
+                failed_signatures.add(name)
+                continue
+            failures.extend(problems)
+            answered_count += 1
+            if writer is not None:
+                writer.write(answered.SerializeToString())
+    finally:
+        if writer is not None:
+            writer.close()
+    return answered_count
+
+
 def probe(model_dir: str, requests_path: str | None, responses_path: str | None, rounds: int) -> dict[str, Any]:
-    """Everything the module docstring lists; returns the report (never raises ServingError)."""
-    report: dict[str, Any] = {"model_dir": model_dir, "tensorflow": tf.__version__, "failures": []}
+    """Everything the module docstring lists; returns the report (never raises ServingError).
+
+    `*_seconds` are wall seconds per phase; `import_seconds` (process start to
+    here, TensorFlow's import included) means something only when run as a script.
+    """
+    report: dict[str, Any] = {
+        "model_dir": model_dir,
+        "tensorflow": tf.__version__,
+        "failures": [],
+        "import_seconds": round(time.perf_counter() - _PROCESS_STARTED, 3),
+    }
     failures: list[str] = report["failures"]
     started = time.perf_counter()
     try:
@@ -353,64 +426,16 @@ def probe(model_dir: str, requests_path: str | None, responses_path: str | None,
     report["load_seconds"] = round(time.perf_counter() - started, 3)
     report["signatures"] = describe_signatures(model)
 
-    warmup_path = os.path.join(model_dir, WARMUP_PATH)
-    warmup: list[prediction_log_pb2.PredictionLog] = []
-    timings: dict[tuple[str, int], list[float]] = {}
-    if tf.io.gfile.exists(warmup_path):
-        # As TF Serving: a failing warm-up request fails the load of the version.
-        started = time.perf_counter()
-        try:
-            for index, log in enumerate(read_prediction_logs(warmup_path)):
-                if index >= MAX_WARMUP_RECORDS:
-                    raise ServingError(f"{WARMUP_PATH} has more than {MAX_WARMUP_RECORDS} records, which TF Serving refuses")
-                name, batch = signature_and_batch(log)
-                try:
-                    _, problems, _ = _timed(model, log)
-                except ServingError as error:
-                    raise ServingError(f"{name}: warm-up request {index + 1} (batch {batch}) failed: {error}") from error
-                failures.extend(problems)
-                warmup.append(log)
-        except tf.errors.OpError as error:
-            failures.append(f"{WARMUP_PATH}: unreadable after {len(warmup)} records ({one_line(error)})")
-        except ServingError as error:
-            failures.append(str(error))
-        report["warmup"] = {"records": len(warmup), "seconds": round(time.perf_counter() - started, 3)}
-    else:
-        report["warmup"] = {"records": 0, "seconds": 0.0}
-
-    if not failures:
-        for _ in range(rounds):
-            for log in warmup:
-                _, _, seconds = _timed(model, log)
-                timings.setdefault(signature_and_batch(log), []).append(seconds)
-    report["latency"] = latency_rows(timings)
-
-    answered_count, writer, failed_signatures = 0, None, set()
-    if requests_path and not failures:
-        writer = tf.io.TFRecordWriter(responses_path) if responses_path else None
-        try:
-            for number, log in enumerate(read_prediction_logs(requests_path), start=1):
-                try:
-                    name, batch = signature_and_batch(log)
-                except ServingError as error:
-                    failures.append(f"request {number}: {error}")
-                    continue
-                if name in failed_signatures:
-                    continue  # one failure per signature is the verdict; the rest would repeat it
-                try:
-                    answered, problems, _ = _timed(model, log)
-                except ServingError as error:
-                    failures.append(f"{name}: request {number} (batch {batch}) failed: {error}")
-                    failed_signatures.add(name)
-                    continue
-                failures.extend(problems)
-                answered_count += 1
-                if writer is not None:
-                    writer.write(answered.SerializeToString())
-        finally:
-            if writer is not None:
-                writer.close()
-    report["requests_answered"] = answered_count
+    started = time.perf_counter()
+    warmup = replay_warmup(model, model_dir, failures)
+    report["warmup"] = {"records": len(warmup), "seconds": round(time.perf_counter() - started, 3)}
+    started = time.perf_counter()
+    report["latency"] = time_requests(model, warmup, rounds) if not failures else []
+    report["latency_seconds"] = round(time.perf_counter() - started, 3)
+    started = time.perf_counter()
+    answered = answer_requests(model, requests_path, responses_path, failures) if requests_path and not failures else 0
+    report["requests_answered"] = answered
+    report["requests_seconds"] = round(time.perf_counter() - started, 3)
     model.session.close()
     return report
 
