@@ -126,7 +126,7 @@ class ServingFunctions:
         what clients of a 28x28 or 32x32 model usually send), the batch goes
         through untouched: one vectorized header check instead of a per-image
         decode, resize and re-encode in a tf.map_fn, which made the signature
-        1.31x slower at batch 256 and 1.28x at 32 (deep_cnn, p50,
+        1.14x to 1.31x slower at batch 32 and 256 (deep_cnn, p50, two runs of
         bench/serving_speed.py) for identical pixels. Any other request is
         converted image by image.
         """
