@@ -97,7 +97,7 @@ class ServingCheck:
     evaluated_examples: int  # test examples whose served prediction was compared or scored
     served_accuracy: float | None  # of the evaluation pass, against the examples' labels
     imported_modules: list[str]
-    seconds: dict[str, float]  # the probe process's phases: import (TensorFlow), load, warmup, latency, requests
+    seconds: dict[str, float]  # the probe process's PROBE_PHASES (warm-up: in `warmup`)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -113,7 +113,7 @@ class ServingCheck:
             return f"FAILED: {self.failures[0]}{more}"
         single = [row for row in self.latency if row["batch_size"] == 1]
         latency = ", ".join(f"{row['signature']} p50 {row['p50_ms']:.1f} ms" for row in single)
-        return f"PASSED (session load {self.load_seconds:.2f} s; batch 1: {latency})"
+        return f"PASSED (session load {self.load_seconds:.2f} s" + (f"; batch 1: {latency})" if latency else ")")
 
 
 def serving_environment() -> dict[str, str]:

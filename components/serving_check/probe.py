@@ -46,7 +46,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402  (after the log level: TF reads it at import)
 import tensorflow as tf  # noqa: E402
-from tensorflow.core.framework import tensor_pb2, types_pb2  # noqa: E402
+from tensorflow.core.framework import types_pb2  # noqa: E402
 from tensorflow.core.protobuf import meta_graph_pb2  # noqa: E402
 from tensorflow_serving.apis import (  # noqa: E402
     classification_pb2,
