@@ -14,10 +14,8 @@ import os
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline.run_results import evaluator_output, int_property, output_artifacts
+from pipeline.metadata_queries import FINISHED_STATES, INPUT_EVENTS, OUTPUT_EVENTS, artifacts_by_key, int_property
 
-_FINISHED = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
-_INPUTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
 _EVALUATOR_NODE_SUFFIX = ".Evaluator"  # TFX names node contexts "<pipeline>.<node id>"
 
 
@@ -55,22 +53,6 @@ def open_metadata_read_only(metadata_path: str) -> metadata_store.MetadataStore:
         raise NoEvaluationError(f"{metadata_path}: cannot open ML Metadata ({error})") from error
 
 
-def _input_uris(store: metadata_store.MetadataStore, execution_id: int) -> dict[str, str]:
-    """Input key ("model", "examples", "baseline_model") -> artifact URI.
-
-    One artifact used under two keys has one event whose path lists both, as
-    key/index step pairs: the candidate re-evaluated against itself as the
-    baseline reads ["baseline_model", 0, "model", 0].
-    """
-    keys_by_artifact: dict[int, list[str]] = {}
-    for event in store.get_events_by_execution_ids([execution_id]):
-        if event.type in _INPUTS:
-            keys = [step.key for step in event.path.steps if step.HasField("key")]
-            keys_by_artifact.setdefault(event.artifact_id, []).extend(keys)
-    artifacts = store.get_artifacts_by_id(list(keys_by_artifact)) if keys_by_artifact else []
-    return {key: artifact.uri for artifact in artifacts for key in keys_by_artifact[artifact.id]}
-
-
 def evaluator_runs(metadata_path: str) -> list[EvaluatorRun]:
     """Finished Evaluator runs of every pipeline in this store, oldest first.
 
@@ -85,18 +67,18 @@ def evaluator_runs(metadata_path: str) -> list[EvaluatorRun]:
         if not context.name.endswith(_EVALUATOR_NODE_SUFFIX):
             continue
         for execution in store.get_executions_by_context(context.id):
-            if execution.last_known_state in _FINISHED:
+            if execution.last_known_state in FINISHED_STATES:
                 pipelines[execution.id] = context.name[: -len(_EVALUATOR_NODE_SUFFIX)]
                 executions.append(execution)
     executions.sort(key=lambda execution: execution.id)
     runs: dict[str, EvaluatorRun] = {}
     for execution in executions:
-        outputs = output_artifacts(store, execution.id)
-        evaluation = evaluator_output(outputs, "evaluation")
+        outputs = artifacts_by_key(store, execution.id, OUTPUT_EVENTS)
+        evaluation = outputs.get("evaluation")
         if evaluation is None or evaluation.uri in runs:
             continue
-        blessing = evaluator_output(outputs, "blessing")
-        inputs = _input_uris(store, execution.id)
+        blessing = outputs.get("blessing")
+        inputs = {key: artifact.uri for key, artifact in artifacts_by_key(store, execution.id, INPUT_EVENTS).items()}
         runs[evaluation.uri] = EvaluatorRun(
             pipeline_name=pipelines[execution.id],
             execution_id=execution.id,

@@ -19,6 +19,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 
 from components.confusion_matrix import CANDIDATE_MODEL_NAMES
+from pipeline.metadata_queries import OUTPUT_EVENTS, artifacts_by_key, int_property, string_property
 from pipeline.serving_verdicts import ServingVerdict, serving_verdict
 from trainer_module.run_fn import TRAINING_SUMMARY_FILE
 
@@ -36,52 +37,18 @@ class RunOutcome:
     serving_check: ServingVerdict | None  # the trained model's serving check (None: it did not run)
 
 
-def output_artifacts(
-    store: metadata_store.MetadataStore, execution_id: int
-) -> list[metadata_store_pb2.Artifact]:
-    events = store.get_events_by_execution_ids([execution_id])
-    output_ids = [
-        event.artifact_id
-        for event in events
-        if event.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
-    ]
-    return list(store.get_artifacts_by_id(output_ids)) if output_ids else []
-
-
 def _latest_outputs(
     store: metadata_store.MetadataStore, pipeline_name: str, node_id: str
-) -> list[metadata_store_pb2.Artifact]:
-    """Output artifacts of the newest execution of one pipeline node."""
+) -> dict[str, metadata_store_pb2.Artifact]:
+    """Output key -> artifact of the newest execution of one pipeline node."""
     context = store.get_context_by_type_and_name("node", f"{pipeline_name}.{node_id}")
     if context is None:
-        return []
+        return {}
     executions = store.get_executions_by_context(context.id)
     if not executions:
-        return []
+        return {}
     latest = max(executions, key=lambda execution: execution.id)
-    return output_artifacts(store, latest.id)
-
-
-def evaluator_output(
-    artifacts: Sequence[metadata_store_pb2.Artifact], output_key: str
-) -> metadata_store_pb2.Artifact | None:
-    """The Evaluator's `evaluation` or `blessing` output (TFX names their folders so)."""
-    return next((a for a in artifacts if a.uri and output_key in a.uri), None)
-
-
-def _output_key(artifact: metadata_store_pb2.Artifact) -> str:
-    """The output key of an artifact TFX placed at <pipeline root>/<node>/<key>/<execution id>."""
-    return os.path.basename(os.path.dirname(os.path.normpath(artifact.uri)))
-
-
-def int_property(artifact: metadata_store_pb2.Artifact, name: str) -> int:
-    value = artifact.custom_properties.get(name)
-    return int(value.int_value) if value is not None else 0
-
-
-def _string_property(artifact: metadata_store_pb2.Artifact, name: str) -> str:
-    value = artifact.custom_properties.get(name)
-    return value.string_value if value is not None else ""
+    return artifacts_by_key(store, latest.id, OUTPUT_EVENTS)
 
 
 def read_accuracy(
@@ -114,23 +81,22 @@ def read_outcome(
         metadata.sqlite_metadata_connection_config(metadata_path)
     )
     evaluator_outputs = _latest_outputs(store, pipeline_name, "Evaluator")
-    blessing = evaluator_output(evaluator_outputs, "blessing")
-    evaluation = evaluator_output(evaluator_outputs, "evaluation")
+    blessing = evaluator_outputs.get("blessing")
+    evaluation = evaluator_outputs.get("evaluation")
     blessed = bool(blessing is not None and int_property(blessing, "blessed"))
 
     pushed_dir = None
-    if blessed:
-        for artifact in _latest_outputs(store, pipeline_name, "Pusher"):
-            if int_property(artifact, "pushed"):
-                pushed_dir = _string_property(artifact, "pushed_destination") or None
+    pushed = _latest_outputs(store, pipeline_name, "Pusher").get("pushed_model")
+    if blessed and pushed is not None and int_property(pushed, "pushed"):
+        pushed_dir = string_property(pushed, "pushed_destination") or None
 
     training: dict = {}
-    trained_models = _latest_outputs(store, pipeline_name, "Trainer")
-    for artifact in trained_models:
-        summary_path = os.path.join(artifact.uri, TRAINING_SUMMARY_FILE)
-        if os.path.isfile(summary_path):
-            with open(summary_path, encoding="utf-8") as handle:
-                training = json.load(handle)
+    trainer_outputs = _latest_outputs(store, pipeline_name, "Trainer")
+    model_run = trainer_outputs.get("model_run")  # run_fn writes its summary into the model_run dir
+    summary_path = os.path.join(model_run.uri, TRAINING_SUMMARY_FILE) if model_run is not None else ""
+    if os.path.isfile(summary_path):
+        with open(summary_path, encoding="utf-8") as handle:
+            training = json.load(handle)
 
     accuracy, per_class = (None, {})
     if evaluation is not None and os.path.isdir(evaluation.uri):
@@ -142,7 +108,7 @@ def read_outcome(
         pushed_model_dir=pushed_dir,
         evaluation_uri=evaluation.uri if evaluation is not None else None,
         training=training,
-        serving_check=serving_verdict(store, next((a.uri for a in trained_models if _output_key(a) == "model"), None)),
+        serving_check=serving_verdict(store, trainer_outputs["model"].uri if "model" in trainer_outputs else None),
     )
 
 

@@ -14,16 +14,14 @@ import json
 import os
 
 from ml_metadata.metadata_store import metadata_store
-from ml_metadata.proto import metadata_store_pb2
 
 from components.serving_check.checks import REPORT_FILE, ServingCheck
 from components.serving_gate import BLESSED_PROPERTY
+from pipeline.metadata_queries import FINISHED_STATES, INPUT_EVENTS, OUTPUT_EVENTS, artifacts_by_key, int_property
 
 SERVING_GATE_NODE = "ServingGate"  # node ids in pipeline.definition (the components' class names)
 SERVING_CHECK_NODES = (SERVING_GATE_NODE, "InfraValidator")
-_FINISHED = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
-_INPUTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
-_OUTPUTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+BLESSING_KEY = "blessing"  # the output key of ServingGate and InfraValidator alike
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,9 +73,9 @@ def serving_verdict(store: metadata_store.MetadataStore, model_uri: str | None) 
     model_ids = [artifact.id for artifact in store.get_artifacts_by_uri(model_uri)]
     if not model_ids:
         return None
-    execution_ids = {event.execution_id for event in store.get_events_by_artifact_ids(model_ids) if event.type in _INPUTS}
+    execution_ids = {event.execution_id for event in store.get_events_by_artifact_ids(model_ids) if event.type in INPUT_EVENTS}
     executions = sorted(
-        (e for e in store.get_executions_by_id(list(execution_ids)) if e.last_known_state in _FINISHED),
+        (e for e in store.get_executions_by_id(list(execution_ids)) if e.last_known_state in FINISHED_STATES),
         key=lambda execution: execution.id,
         reverse=True,
     )
@@ -85,15 +83,13 @@ def serving_verdict(store: metadata_store.MetadataStore, model_uri: str | None) 
         node = _node_of(store, execution.id)
         if node is None:
             continue
-        output_ids = [e.artifact_id for e in store.get_events_by_execution_ids([execution.id]) if e.type in _OUTPUTS]
-        for blessing in store.get_artifacts_by_id(output_ids):
-            value = blessing.custom_properties.get(BLESSED_PROPERTY)
-            if value is None:
-                continue
-            return ServingVerdict(
-                component=node,
-                passed=bool(value.int_value),
-                blessing_uri=blessing.uri,
-                check=_read_report(blessing.uri) if node == SERVING_GATE_NODE else None,
-            )
+        blessing = artifacts_by_key(store, execution.id, OUTPUT_EVENTS).get(BLESSING_KEY)
+        if blessing is None:
+            continue
+        return ServingVerdict(
+            component=node,
+            passed=bool(int_property(blessing, BLESSED_PROPERTY)),
+            blessing_uri=blessing.uri,
+            check=_read_report(blessing.uri) if node == SERVING_GATE_NODE else None,
+        )
     return None
