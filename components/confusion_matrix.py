@@ -8,6 +8,8 @@ its arg-max class.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis import constants as tfma_constants
 
@@ -36,9 +38,19 @@ def evaluated_confusion_matrix(evaluation_uri: str) -> list[list[int]] | None:
                 for cell in min(matrices, key=lambda matrix: matrix.threshold).entries
                 if cell.actual_class_id >= 0 and cell.predicted_class_id >= 0
             ]
-            size = 1 + max((max(true, predicted) for true, predicted, _ in cells), default=-1)
-            matrix = [[0] * size for _ in range(size)]
-            for true, predicted, count in cells:
-                matrix[true][predicted] += count
-            return matrix
+            return count_matrix(cells, 1 + max((max(true, predicted) for true, predicted, _ in cells), default=-1))
     return None
+
+
+def count_matrix(cells: Iterable[tuple[int, int, int]], size: int) -> list[list[int]]:
+    """matrix[true][predicted] summed from (true, predicted, count) cells, size x size."""
+    matrix = [[0] * size for _ in range(size)]
+    for true, predicted, count in cells:
+        matrix[true][predicted] += count
+    return matrix
+
+
+def padded(matrix: Sequence[Sequence[int]], size: int) -> list[list[int]]:
+    """The matrix grown to size x size (TFMA's ends at the highest class it saw)."""
+    rows = [list(row) + [0] * (size - len(row)) for row in matrix]
+    return rows + [[0] * size for _ in range(size - len(rows))]

@@ -13,6 +13,7 @@ import datetime
 import html
 from collections.abc import Iterable, Sequence
 
+from components.confusion_matrix import padded
 from pipeline import report_charts, run_results, slices_command
 from pipeline.report_data import ReportData, TrendPoint
 from pipeline.worst_examples import WorstExample
@@ -149,12 +150,6 @@ def per_class_section(data: ReportData) -> str:
         parts.append(_table(["class (one-vs-rest)", *header[1:]], body, "class-metrics"))
     parts.append("</div>")
     return _section("per-class", "Per-class accuracy", *parts)
-
-
-def padded(matrix: Sequence[Sequence[int]], size: int) -> list[list[int]]:
-    """The matrix grown to size x size (TFMA's ends at the highest class seen)."""
-    rows = [list(row) + [0] * (size - len(row)) for row in matrix]
-    return rows + [[0] * size for _ in range(size - len(rows))]
 
 
 def confusion_section(data: ReportData) -> str:

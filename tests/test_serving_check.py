@@ -20,6 +20,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow_serving.apis import classification_pb2, prediction_log_pb2
 
+from components.confusion_matrix import count_matrix
 from components.serving_check import checks, probe, serving_requests
 from pipeline import cli
 from tests import serving_helpers
@@ -201,7 +202,7 @@ def test_check_refuses_the_unservable_export(unservable_export, deep_cnn_export,
 def test_predictions_are_compared_with_the_evaluators_confusion_matrix():
     labels = [0, 0, 1, 1, 2]
     predicted = [0, 1, 1, 1, 2]
-    evaluated = checks.confusion_matrix(labels, predicted, 3)
+    evaluated = count_matrix(((true, guess, 1) for true, guess in zip(labels, predicted)), 3)
     assert checks.evaluation_problems(predicted, labels, evaluated, ["a", "b", "c"]) == []
     assert checks.evaluation_problems(predicted, labels, [row[:2] for row in evaluated[:2]], ["a", "b", "c"])
     moved = [0, 0, 1, 1, 2]

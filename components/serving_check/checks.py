@@ -1,6 +1,6 @@
 """The serving check: the probe process's report, plus the model's own contract, as one verdict.
 
-`check_model` writes the requests (components.serving_check.requests), runs
+`check_model` writes the requests (components.serving_check.serving_requests), runs
 probe.py in a separate `python -I` process (what TF Serving would do with
 the model, importing nothing but TensorFlow and tensorflow-serving-api), and
 then checks what came back against what visionpipe promises:
@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
+from components.confusion_matrix import count_matrix, padded
 from components.serving_check import probe, serving_requests
 from components.serving_check.serving_requests import TestExample
 from trainer_module.signatures import (
@@ -229,13 +230,6 @@ def triple_problems(triple: Sequence[prediction_log_pb2.PredictionLog], class_na
     )
 
 
-def confusion_matrix(labels: Sequence[int], predicted: Sequence[int], size: int) -> list[list[int]]:
-    matrix = [[0] * size for _ in range(size)]
-    for true, guess in zip(labels, predicted):
-        matrix[true][guess] += 1
-    return matrix
-
-
 def evaluation_problems(
     predicted: Sequence[int], labels: Sequence[int], evaluated: list[list[int]] | None, class_names: Sequence[str]
 ) -> list[str]:
@@ -243,17 +237,17 @@ def evaluation_problems(
     if evaluated is None:
         return []
     size = max(len(evaluated), len(class_names), 1 + max(labels, default=0), 1 + max(predicted, default=0))
-    served = confusion_matrix(labels, predicted, size)
-    padded = [row + [0] * (size - len(row)) for row in evaluated] + [[0] * size] * (size - len(evaluated))
-    cells = [(true, guess) for true in range(size) for guess in range(size) if served[true][guess] != padded[true][guess]]
+    served = count_matrix(((true, guess, 1) for true, guess in zip(labels, predicted)), size)
+    expected = padded(evaluated, size)
+    cells = [(true, guess) for true in range(size) for guess in range(size) if served[true][guess] != expected[true][guess]]
     if not cells:
         return []
     true, guess = cells[0]
-    differing = sum(abs(served[t][g] - padded[t][g]) for t, g in cells) // 2 or 1
+    differing = sum(abs(served[t][g] - expected[t][g]) for t, g in cells) // 2 or 1
     return [
         f"the served model's predictions differ from what the Evaluator scored on about {differing} of "
         f"{len(labels)} test examples (e.g. true class {true} predicted as {guess}: Evaluator "
-        f"{padded[true][guess]}, served model {served[true][guess]})"
+        f"{expected[true][guess]}, served model {served[true][guess]})"
     ]
 
 
