@@ -68,7 +68,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
         default=configs.SERVING_GATE,
         help="how the model is proven servable before it is pushed: serving-gate loads it the way "
         "TF Serving does in a separate process and sends it real requests; infra-validator is TFX's "
-        "InfraValidator with a real TF Serving (Docker locally, a pod on Kubeflow)",
+        "InfraValidator with a real TF Serving in the local Docker engine (not for Kubeflow)",
     )
 
 

@@ -23,7 +23,7 @@ DEFAULT_WORST_COUNT = 16  # worst-classified test images in `visionpipe report`
 # How the candidate is proven servable before the Pusher may push it:
 # the ServingGate (TF Serving's session loader and APIs in a separate process,
 # components/serving_gate.py), or TFX's stock InfraValidator starting a real
-# tensorflow_model_server (Docker locally, a pod on Kubeflow).
+# tensorflow_model_server in the local Docker engine (TFX cannot compile it for Kubeflow).
 SERVING_GATE = "serving-gate"
 INFRA_VALIDATOR = "infra-validator"
 SERVING_CHECKS = (SERVING_GATE, INFRA_VALIDATOR)

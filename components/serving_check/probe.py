@@ -277,7 +277,11 @@ def signature_and_batch(log: prediction_log_pb2.PredictionLog) -> tuple[str, int
     if kind == "classify_log":
         request = log.classify_log.request
         return request.model_spec.signature_name or DEFAULT_SIGNATURE, len(serialized_inputs(request))
-    raise ServingError(f"unsupported request kind {kind!r} (this check answers predict and classify requests)")
+    raise unsupported(kind)
+
+
+def unsupported(kind: str | None) -> ServingError:
+    return ServingError(f"unsupported request kind {kind!r} (this check answers predict and classify requests)")
 
 
 def answer(model: ServedModel, log: prediction_log_pb2.PredictionLog) -> tuple[prediction_log_pb2.PredictionLog, list[str]]:
@@ -292,8 +296,7 @@ def answer(model: ServedModel, log: prediction_log_pb2.PredictionLog) -> tuple[p
         response, problems = classify(model, log.classify_log.request)
         answered.classify_log.response.CopyFrom(response)
     else:
-        signature_and_batch(log)  # raises: unsupported kind
-        problems = []
+        raise unsupported(kind)
     return answered, problems
 
 
