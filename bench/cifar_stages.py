@@ -33,7 +33,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from bench.results_io import save_results  # noqa: E402
+from bench.results_io import save_results
+from bench.run_artifacts import newest  # noqa: E402
 from components import cifar_files, cifar_format, example_splits  # noqa: E402
 from pipeline import configs, datasets, definition, run_logging  # noqa: E402
 from pipeline.progress import ComponentProgress  # noqa: E402
@@ -81,14 +82,6 @@ def run_data_stages(config: configs.RunConfig) -> tuple[dict[str, float], str]:
     with run_logging.captured_run_logs(log_path, [progress], verbose=False):
         tfx.orchestration.LocalDagRunner().run(data_pipeline)
     return dict(progress.seconds), config.pipeline_root
-
-
-def newest(pattern: str) -> str:
-    """The most recent artifact directory matching `pattern` (execution ids grow)."""
-    matches = sorted(glob.glob(pattern), key=lambda path: int(path.rstrip("/").split("/")[-1]))
-    if not matches:
-        raise SystemExit(f"no artifact matches {pattern}")
-    return matches[-1]
 
 
 def trainer_images_per_second(

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import glob
 import json
 import os
 import shutil
@@ -45,6 +44,7 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 
 from bench.results_io import save_results  # noqa: E402
+from bench.run_artifacts import newest  # noqa: E402
 from components.serving_check import checks, probe, serving_requests  # noqa: E402
 from pipeline import configs, datasets, evaluator_runs  # noqa: E402
 from pipeline.predict import resolve_model_dir  # noqa: E402
@@ -52,13 +52,6 @@ from trainer_module import models, serving  # noqa: E402
 from trainer_module.signatures import EXAMPLE_SIGNATURE, IMAGE_SIGNATURE  # noqa: E402
 
 PASS_THROUGH, RE_ENCODE = "PNG passed through", "PNG decoded, resized, re-encoded"
-
-
-def newest(pattern: str) -> str:
-    matches = sorted(glob.glob(pattern), key=os.path.getmtime)
-    if not matches:
-        raise SystemExit(f"bench/serving_speed.py: nothing matches {pattern}")
-    return matches[-1]
 
 
 def probe_latency(model_dir: str, rounds: int) -> dict:
