@@ -327,3 +327,17 @@ def test_serve_check_bad_input_is_one_line(case, deep_cnn_export, unservable_exp
     assert code == 1
     assert err.startswith("visionpipe: error: ") and expected in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in out + err
+
+
+def test_a_probe_that_hangs_or_dies_is_a_one_line_failure(deep_cnn_export, tmp_path):
+    """The separate process is outside our control: a timeout or a crash is a verdict, not a traceback."""
+    export_dir, _, images, labels = deep_cnn_export
+    plan = checks.RequestPlan.from_examples("m", serving_helpers.as_test_examples(images[:4], labels[:4]))
+    hung = checks.check_model(export_dir, plan, str(tmp_path / "hung"), serving_helpers.CLASS_NAMES, timeout_seconds=1)
+    assert not hung.passed and hung.failures == ["the serving check did not finish within 1 s"]
+
+    # The probe cannot write its report into a folder that does not exist: it dies with a traceback.
+    report, answered = checks.run_probe(export_dir, str(tmp_path / "missing"), None, rounds=0, timeout_seconds=300)
+    [failure] = report["failures"]
+    assert failure.startswith("the serving check process exited with code 1: ") and "\n" not in failure
+    assert answered == []
