@@ -5,6 +5,11 @@ the heavy ML dependencies. Every file is checked against the SHA-256 of the
 official distribution before it is given its final name, so a file with the
 final name is always complete and genuine; an interrupted download stays in
 ``<name>.part`` and is resumed with an HTTP Range request on the next run.
+
+A misbehaving server cannot hold the fetch hostage: no download grows past
+its file's known size (an endless body would otherwise fill the disk), and
+each download has an overall deadline (a server that drips a byte now and
+then never trips the per-read socket timeout).
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ _OFFLINE_HINT = "are you offline? use --data-dir with files you already have"
 _BLOCK_BYTES = 1 << 16
 _PROGRESS_STEP_PERCENT = 25
 _USER_AGENT = "visionpipe-fetch"
+# Default deadline per file: its known size at this slow but workable rate,
+# and never less than the floor (small files, connection set-up, slow DNS).
+_MIN_RATE_BYTES_PER_S = 64 * 1024
+_MIN_DEADLINE_S = 300.0
 
 
 class FetchError(RuntimeError):
@@ -132,8 +141,53 @@ def _size_text(size: int) -> str:
     return f"{size / 1e3:.1f} kB" if size < 1e6 else f"{size / 1e6:.1f} MB"
 
 
+def default_deadline(size: int | None) -> float:
+    """Seconds one file's download may take: its size at 64 KiB/s, at least 5 minutes.
+
+    Generous for a poor link (CIFAR-10's 170 MB gets 43 minutes), yet finite,
+    so a server that trickles bytes cannot keep the fetch running forever.
+    """
+    return max(_MIN_DEADLINE_S, (size or 0) / _MIN_RATE_BYTES_PER_S)
+
+
 def _download_error(url: str, reason: str) -> FetchError:
     return FetchError(f"could not download {url}: {reason} ({_OFFLINE_HINT})")
+
+
+class _TooLarge(FetchError):
+    """The server sends, or announces, more bytes than the file has."""
+
+
+def _too_large_error(url: str, what: str, size: int) -> _TooLarge:
+    """Oversize is not a network hiccup: point at the server, not at being offline."""
+    return _TooLarge(
+        f"could not download {url}: {what} more than the file's {size} bytes "
+        f"(not the official file; check the server or {MIRROR_ENV_VAR})"
+    )
+
+
+class _Deadline:
+    """Overall time limit of one download, on the monotonic clock."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self._began = seconds, time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._began
+
+    def passed(self) -> bool:
+        return self.elapsed() > self.seconds
+
+
+@dataclass(frozen=True)
+class _Transfer:
+    """One download: where from and to, the file's known size, and its time limits."""
+
+    url: str
+    part: str
+    size: int | None  # the file's known size: the body may never go past it
+    timeout: float  # per network operation (connect, each read)
+    deadline: _Deadline
 
 
 def _reason(exc: BaseException, timeout: float) -> str:
@@ -167,6 +221,30 @@ def _resume_offset(response: http.client.HTTPResponse, offset: int) -> int:
         return 0
     match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
     return offset if match and int(match.group(1)) == offset else 0
+
+
+def _announced_totals(response: http.client.HTTPResponse, start: int) -> list[int]:
+    """File sizes the response headers imply: from Content-Length and Content-Range."""
+    totals = []
+    length = response.headers.get("Content-Length", "")
+    if length.isdigit():
+        totals.append(start + int(length))
+    match = re.match(r"bytes \d+-(\d+)/(\d+|\*)", response.headers.get("Content-Range", ""))
+    if match:
+        totals.append(int(match.group(1)) + 1)
+        if match.group(2).isdigit():
+            totals.append(int(match.group(2)))
+    return totals
+
+
+def _check_announced_size(response: http.client.HTTPResponse, start: int, job: _Transfer) -> None:
+    """Refuse, before reading a byte, a body that the headers say is too large.
+
+    The ``.part`` is left as it is: nothing of this response was written to it.
+    """
+    claimed = max(_announced_totals(response, start), default=0)
+    if job.size is not None and claimed > job.size:
+        raise _too_large_error(job.url, f"server announces {claimed} bytes,", job.size)
 
 
 def _expected_total(
@@ -209,29 +287,72 @@ class _ProgressReporter:
         )
 
 
-def _read_block(response: BinaryIO, url: str, timeout: float) -> bytes:
-    """Next block of the body; a dropped connection becomes a resumable FetchError."""
+def _read_block(response: http.client.HTTPResponse, job: _Transfer) -> bytes:
+    """Next bytes of the body; a dropped connection becomes a resumable FetchError.
+
+    ``read1`` returns whatever has arrived instead of waiting for a full block,
+    so a trickling server still hands control back to the deadline check.
+    """
     try:
-        return response.read(_BLOCK_BYTES)
+        return response.read1(_BLOCK_BYTES)
     except (OSError, http.client.HTTPException) as exc:
-        raise _download_error(url, f"{_reason(exc, timeout)}; run again to resume") from None
+        reason = _reason(exc, job.timeout)
+        raise _download_error(job.url, f"{reason}; run again to resume") from None
+
+
+def _deadline_error(job: _Transfer, start: int, done: int, total: int | None) -> FetchError:
+    """The download ran out of time: the bytes so far are good, so a re-run resumes."""
+    saved = f"{done} of {total}" if total is not None else f"{done}"
+    return _download_error(
+        job.url,
+        f"received {done - start} bytes in {job.deadline.elapsed():.1f} s, past the "
+        f"{job.deadline.seconds:g} s deadline ({saved} bytes saved); run again to resume",
+    )
+
+
+def _copy_body(
+    response: http.client.HTTPResponse,
+    out: BinaryIO,
+    start: int,
+    total: int | None,
+    job: _Transfer,
+    reporter: _ProgressReporter,
+) -> int:
+    """Append the body to ``out`` within the size cap and deadline; returns the size reached."""
+    done = start
+    while block := _read_block(response, job):
+        done += len(block)
+        if job.size is not None and done > job.size:
+            raise _too_large_error(job.url, "server sent", job.size)
+        out.write(block)
+        reporter.update(done)
+        if job.deadline.passed():
+            raise _deadline_error(job, start, done, total)
+    return done
 
 
 def _save_body(
-    response: BinaryIO, part: str, start: int, url: str, timeout: float, reporter: _ProgressReporter
+    response: http.client.HTTPResponse,
+    start: int,
+    total: int | None,
+    job: _Transfer,
+    reporter: _ProgressReporter,
 ) -> int:
-    """Write the body to ``part`` (appending after ``start`` bytes); returns the size reached."""
-    done = start
+    """Write the body to the ``.part`` (appending after ``start`` bytes); returns the size reached.
+
+    A body that outgrows the file can never verify, so its ``.part`` is deleted;
+    after any other failure the ``.part`` stays for the next run to resume.
+    """
     try:
-        with open(part, "ab" if start else "wb") as out:
-            while block := _read_block(response, url, timeout):
-                out.write(block)
-                done += len(block)
-                reporter.update(done)
+        with open(job.part, "ab" if start else "wb") as out:
+            done = _copy_body(response, out, start, total, job, reporter)
             out.flush()
             os.fsync(out.fileno())
+    except _TooLarge:
+        os.remove(job.part)
+        raise
     except OSError as exc:
-        raise FetchError(f"{part}: cannot write download ({exc.strerror or exc})") from None
+        raise FetchError(f"{job.part}: cannot write download ({exc.strerror or exc})") from None
     return done
 
 
@@ -244,33 +365,45 @@ def _announce(name: str, url: str, offset: int, start: int, total: int | None) -
     return f"{name}: downloading {url}" + (f" ({_size_text(total)})" if total else "")
 
 
-def _download(url: str, part: str, remote: RemoteFile, progress: Progress, timeout: float) -> None:
+def _request(job: _Transfer, offset: int) -> http.client.HTTPResponse | None:
+    """Open the download, from ``offset`` on; None if the server says nothing is left (416)."""
+    try:
+        return _open(job.url, offset, job.timeout)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        if exc.code == 416 and offset:  # nothing left to send: the .part is complete
+            return None
+        raise _download_error(job.url, _reason(exc, job.timeout)) from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+        raise _download_error(job.url, _reason(exc, job.timeout)) from None
+
+
+def _download(
+    url: str, part: str, remote: RemoteFile, progress: Progress, timeout: float, deadline: float
+) -> None:
     """Download ``url`` into ``part``, resuming from whatever ``part`` already holds.
 
-    Network failures leave ``part`` in place so the next run resumes from it.
+    Network failures and the deadline leave ``part`` in place so the next run
+    resumes from it. The deadline is checked after every read of the body and
+    no single socket wait may be longer than the deadline, so the body ends
+    within about twice the deadline even if the server falls silent just
+    before it.
     """
     offset = os.path.getsize(part) if os.path.isfile(part) else 0
     if remote.size is not None and offset > remote.size:
         offset = 0  # longer than the real file: useless, start over
-    if offset and offset == remote.size:
+    job = _Transfer(url, part, remote.size, min(timeout, deadline), _Deadline(deadline))
+    response = None if offset and offset == remote.size else _request(job, offset)
+    if response is None:
         progress(f"{remote.name}: partial download {part} is already complete")
         return
-    try:
-        response = _open(url, offset, timeout)
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        if exc.code == 416 and offset:  # nothing left to send: the .part is complete
-            progress(f"{remote.name}: partial download {part} is already complete")
-            return
-        raise _download_error(url, _reason(exc, timeout)) from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
-        raise _download_error(url, _reason(exc, timeout)) from None
     with response:
         start = _resume_offset(response, offset)
+        _check_announced_size(response, start, job)
         total = _expected_total(response, start, remote.size)
         progress(_announce(remote.name, url, offset, start, total))
         reporter = _ProgressReporter(remote.name, progress, start, total)
-        done = _save_body(response, part, start, url, timeout, reporter)
+        done = _save_body(response, start, total, job, reporter)
     if total is not None and done < total:
         raise _download_error(
             url, f"connection closed after {done} of {total} bytes; run again to resume"
@@ -313,7 +446,12 @@ def _verify_and_install(
 
 
 def _fetch_file(
-    base_url: str, remote: RemoteFile, data_dir: str, progress: Progress, timeout: float
+    base_url: str,
+    remote: RemoteFile,
+    data_dir: str,
+    progress: Progress,
+    timeout: float,
+    deadline: float | None,
 ) -> str:
     """Make ``data_dir/<name>`` a verified copy of ``remote``, downloading only if needed."""
     final = os.path.join(data_dir, remote.name)
@@ -321,7 +459,8 @@ def _fetch_file(
         return final
     url = base_url.rstrip("/") + "/" + remote.name
     part = final + ".part"
-    _download(url, part, remote, progress, timeout)
+    seconds = default_deadline(remote.size) if deadline is None else deadline
+    _download(url, part, remote, progress, timeout, seconds)
     _verify_and_install(part, final, remote, url, progress)
     return final
 
@@ -342,6 +481,7 @@ def fetch_dataset(
     progress: Progress = print,
     timeout: float = 30.0,
     files: Sequence[RemoteFile] | None = None,
+    deadline: float | None = None,
 ) -> list[str]:
     """Download ``dataset``'s official files into ``data_dir``; return their paths.
 
@@ -352,6 +492,9 @@ def fetch_dataset(
     environment variable (internal mirrors, tests), the official location.
     ``files`` replaces the built-in file table (names and checksums), which
     is how tests and private mirrors with other files use this function.
+    ``timeout`` bounds each network operation; ``deadline`` bounds each
+    file's whole download, in seconds (default: ``default_deadline`` of the
+    file's known size). No download grows past the file's known size.
     Raises FetchError with a one-line message on any failure.
     """
     if dataset not in DATASET_SOURCES:
@@ -362,6 +505,6 @@ def fetch_dataset(
     base = base_url or os.environ.get(MIRROR_ENV_VAR) or default_url
     _ensure_dir(data_dir)
     return [
-        _fetch_file(base, remote, data_dir, progress, timeout)
+        _fetch_file(base, remote, data_dir, progress, timeout, deadline)
         for remote in (default_files if files is None else files)
     ]

@@ -6,6 +6,7 @@ import hashlib
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,7 +15,15 @@ from pathlib import Path
 import pytest
 
 from components.idx_format import IDX_FILE_STEMS
-from pipeline.fetch import DATASET_SOURCES, MIRROR_ENV_VAR, FetchError, RemoteFile, fetch_dataset
+from pipeline import fetch_command
+from pipeline.fetch import (
+    DATASET_SOURCES,
+    MIRROR_ENV_VAR,
+    FetchError,
+    RemoteFile,
+    default_deadline,
+    fetch_dataset,
+)
 
 PAYLOADS = {
     "train-images-idx3-ubyte.gz": bytes(range(256)) * 800,  # 200 KiB: several blocks
@@ -37,8 +46,14 @@ class _Site:
     files: dict[str, bytes]
     honour_range: bool = True
     drop_after: int | None = None  # send only this many body bytes once, then hang up
+    endless: bool = False  # hostile: no Content-Length, a body that never ends
+    drip_seconds: float | None = None  # hostile: send the body one byte per this interval
+    inflate: str | None = None  # hostile: this header claims 1 MB more than the file has
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     base_url: str = ""
+
+
+_BLOCK = 1 << 16
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -63,14 +78,36 @@ class _Handler(BaseHTTPRequestHandler):
                 self.end_headers()
                 return
             self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+            total = len(body) + self._extra("Content-Range")
+            self.send_header("Content-Range", f"bytes {start}-{total - 1}/{total}")
         else:
             self.send_response(200)
-        self.send_header("Content-Length", str(len(body) - start))
+        if not self.site.endless:
+            length = len(body) - start + self._extra("Content-Length")
+            self.send_header("Content-Length", str(length))
         self.end_headers()
-        end, self.site.drop_after = self.site.drop_after, None
-        self.wfile.write(body[start:end])
         self.close_connection = True
+        try:
+            self._send_body(body[start:])
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up on a hostile body, as it should
+
+    def _extra(self, header: str) -> int:
+        """How much ``header`` overstates the size (``site.inflate``)."""
+        return 1_000_000 if self.site.inflate == header else 0
+
+    def _send_body(self, body: bytes) -> None:
+        """The body, honestly or in one of the hostile ways ``site`` asks for."""
+        if self.site.endless:  # 64 MiB at most: an uncapped client fails instead of hanging
+            for _ in range(1024):
+                self.wfile.write(bytes(_BLOCK))
+        elif self.site.drip_seconds is not None:
+            for i in range(len(body)):
+                self.wfile.write(body[i : i + 1])
+                time.sleep(self.site.drip_seconds)
+        else:
+            end, self.site.drop_after = self.site.drop_after, None
+            self.wfile.write(body[:end])
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         """Keep pytest output clean."""
@@ -273,3 +310,73 @@ def test_cifar10_tarball_is_fetched_verified_and_usable_as_is(site: _Site, tmp_p
     fetch_dataset("cifar10", str(data_dir), base_url=site.base_url, progress=lines.append,
                   files=[_remote(name, content)])
     assert len(site.requests) == requests_before
+
+
+# Hostile servers: a body past the file's size, and a trickle that never finishes.
+
+_IMAGES = "train-images-idx3-ubyte.gz"
+_DRIP_DEADLINE_S = 0.5
+
+
+def test_endless_body_is_cut_at_known_size_and_deleted(site: _Site, tmp_path: Path) -> None:
+    site.endless = True
+    began = time.monotonic()
+    with pytest.raises(FetchError) as excinfo:
+        _fetch(site, tmp_path, [], files=FILES[:1])
+    assert time.monotonic() - began < 5
+    message = str(excinfo.value)
+    assert "\n" not in message
+    assert message.startswith(f"could not download {site.base_url}{_IMAGES}: server sent more ")
+    assert f"than the file's {len(PAYLOADS[_IMAGES])} bytes" in message
+    assert MIRROR_ENV_VAR in message
+    assert list(tmp_path.iterdir()) == []  # the oversize .part can never verify
+
+
+@pytest.mark.parametrize("header", ["Content-Length", "Content-Range"])
+def test_oversize_announcement_is_refused_before_reading(
+    site: _Site, tmp_path: Path, header: str
+) -> None:
+    """A header claiming more than the file is refused up front; a resumable .part is kept."""
+    site.inflate = header
+    part = tmp_path / f"{_IMAGES}.part"
+    part.write_bytes(PAYLOADS[_IMAGES][:1000])  # a resume, so that Content-Range is sent
+    with pytest.raises(FetchError, match=r"server announces \d+ bytes, more than the file's"):
+        _fetch(site, tmp_path, [], files=FILES[:1])
+    assert part.read_bytes() == PAYLOADS[_IMAGES][:1000]
+
+
+def test_drip_feed_stops_at_deadline_and_resumes(site: _Site, tmp_path: Path) -> None:
+    site.drip_seconds = 0.01
+    began = time.monotonic()
+    with pytest.raises(FetchError) as excinfo:
+        _fetch(site, tmp_path, [], files=FILES[:1], deadline=_DRIP_DEADLINE_S)
+    assert time.monotonic() - began < 5  # the whole drip: over half an hour
+    message = str(excinfo.value)
+    saved = (tmp_path / f"{_IMAGES}.part").stat().st_size
+    assert 0 < saved < len(PAYLOADS[_IMAGES])
+    assert message.startswith(f"could not download {site.base_url}{_IMAGES}: ")
+    assert re.search(rf"received {saved} bytes in \d+\.\d s, past the 0\.5 s deadline", message)
+    assert f"({saved} of {len(PAYLOADS[_IMAGES])} bytes saved); run again to resume" in message
+
+    site.drip_seconds = None  # the server recovers: the partial bytes are reused
+    _fetch(site, tmp_path, [], files=FILES[:1])
+    assert site.requests[-1] == (_IMAGES, f"bytes={saved}-")
+    assert (tmp_path / _IMAGES).read_bytes() == PAYLOADS[_IMAGES]
+
+
+def test_cli_fails_with_one_line_on_deadline(
+    site: _Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(MIRROR_ENV_VAR, site.base_url)
+    site.drip_seconds = 0.01
+    assert fetch_command.fetch("mnist", str(tmp_path), deadline=_DRIP_DEADLINE_S) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"visionpipe: error: could not download {site.base_url}{_IMAGES}: ")
+    assert "deadline" in error and error.count("\n") == 1
+
+
+def test_default_deadline_scales_with_size() -> None:
+    """At least 5 minutes; above that, the file's size at 64 KiB/s."""
+    assert default_deadline(None) == default_deadline(4542) == 300
+    cifar = DATASET_SOURCES["cifar10"][1][0].size
+    assert default_deadline(cifar) == pytest.approx(cifar / 65536)
