@@ -133,10 +133,10 @@ class _Python2Pickler:
     """Writes pickle protocol 2 the way Python 2's cPickle wrote the CIFAR-10 batches.
 
     Python 3 cannot produce these files: at protocol 2 it writes ``bytes`` as
-    ``_codecs.encode(...)`` calls, a global that the safe reader rightly
-    refuses, whereas Python 2 wrote its ``str`` (keys, names, raw pixel data)
-    as plain BINSTRING opcodes, which Python 3 loads as ``bytes`` with
-    ``encoding='bytes'``. Only what a batch holds is supported: dicts, lists,
+    ``_codecs.encode(...)`` calls (which the safe reader accepts for latin1
+    text only, but the official files never contain), whereas Python 2 wrote
+    its ``str`` (keys, names, raw pixel data) as plain BINSTRING opcodes,
+    which Python 3 loads as ``bytes`` with ``encoding='bytes'``. Only what a batch holds is supported: dicts, lists,
     small ints, strings and 2-D uint8 arrays. Like cPickle, memo ids start at 1
     and the temporaries that numpy's ``__reduce__`` creates get no memo entry.
     """

@@ -18,7 +18,10 @@ B), each a row-major 32x32 grid; everything here hands images out as
 
 The pickles are the dangerous part: ``pickle.load`` runs whatever a file asks
 for, and CIFAR tarballs are routinely fetched from mirrors. They are read with
-an unpickler that can rebuild a plain numpy array and nothing else.
+an unpickler that can rebuild a plain numeric numpy array and nothing else,
+and no array larger than the file. Sizes are bounded before anything is read
+too: a tar header or a sparse file can claim gigabytes that a small download
+does not hold, so batches far larger than CIFAR-10's are refused.
 
 Reading streams so that memory stays flat: a tarball is decompressed in one
 forward pass that stops at the wanted member (never extracted to disk), binary
@@ -38,6 +41,7 @@ import contextlib
 import dataclasses
 import gzip
 import importlib
+import math
 import operator
 import os
 import pickle
@@ -51,7 +55,14 @@ import numpy as np
 from PIL import Image
 
 from components.data_errors import DataFormatError
-from components.data_files import check_directory, fill, open_for_reading
+from components.data_files import (
+    check_directory,
+    fill,
+    is_file_or_link,
+    list_directory,
+    missing_file_problem,
+    open_for_reading,
+)
 
 PYTHON, BINARY, IMAGE_FOLDER = "python", "binary", "image_folder"
 
@@ -82,8 +93,20 @@ _BINARY_CHUNK_RECORDS = 1024
 # Read size when decompressing through a tarball; tarfile's default (10 KiB)
 # would mean thousands of tiny Python-level reads per batch.
 _TAR_BUFSIZE = 1 << 20
-# A label list is a few hundred bytes; anything this big is not one.
-_MAX_META_TEXT_BYTES = 1 << 20
+# A class-name file (batches.meta, batches.meta.txt) is a few hundred bytes.
+_MAX_META_BYTES = 1 << 20
+# An official batch holds 10,000 images. One file may hold at most the whole
+# dataset (50,000 + 10,000), so a small file that claims millions is refused
+# before any work: by its size for the binary version (3,073 bytes an image),
+# and for pickles by its size and by the images it declares.
+_MAX_BATCH_IMAGES = 60_000
+_MAX_BATCH_BYTES = {PYTHON: 256 << 20, BINARY: _MAX_BATCH_IMAGES * BINARY_RECORD_BYTES}
+_BATCH_SIZE_NOTE = (
+    "a CIFAR-10 batch (10,000 images: 30,730,000 bytes in the binary version, "
+    "about 31 MB pickled)"
+)
+# Deflate's best case: gzip data never expands to more than about 1032 times its size.
+_MAX_GZIP_RATIO = 1032
 # What the gzip module raises for damaged, cut-off or unreadable streams.
 _GZIP_ERRORS = (EOFError, zlib.error, OSError)
 # What Pillow raises for files it cannot decode (truncated, garbage, bombs).
@@ -269,58 +292,193 @@ def _numpy_reconstruct() -> Callable[..., Any]:
 
 
 _RECONSTRUCT = _numpy_reconstruct()
-# The only globals a pickled plain numpy array needs, under the names that
-# Python 2/numpy 1 (``numpy.core``) and numpy 2 (``numpy._core``) write.
-_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-}
-# Refused globals that honest files can contain, with what to do about them.
-_REFUSAL_HINTS = {
-    ("_codecs", "encode"): (
-        "Python 3 pickles bytes this way at protocol 2 or lower; "
-        "re-save the batch with protocol 4 or higher"
-    ),
-}
+# Array element kinds a batch may hold (bool, ints, floats): never Python
+# objects, whose pickled form makes numpy read pointers from the file.
+_NUMERIC_KINDS = "biuf"
+
+
+class _Refused(Exception):
+    """What a pickle asked for and a CIFAR-10 batch must not contain (the file is named later)."""
+
+
+def _brief(value: object, limit: int = 60) -> str:
+    """``repr(value)`` on one line and at most ``limit`` characters: files choose these values."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _plain_dtype(spec: object) -> np.dtype:
+    """The builtin numeric dtype that ``spec`` (a name such as ``b'u1'``) stands for."""
+    if isinstance(spec, _PickledDtype):
+        return spec.dtype
+    try:
+        dtype = np.dtype(spec)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise _Refused(f"refusing to unpickle numpy dtype {_brief(spec)}: not a dtype") from None
+    if dtype.kind not in _NUMERIC_KINDS:
+        raise _Refused(
+            f"refusing to unpickle a numpy array of dtype {dtype}: only arrays of numbers "
+            f"are allowed in CIFAR-10 batches"
+        )
+    return dtype
+
+
+class _PickledDtype:
+    """What ``numpy.dtype(name, align, copy)`` in a pickle builds; BUILD sets only its byte order.
+
+    numpy's own ``dtype.__setstate__`` takes flags and an item size from the
+    file (a uint8 dtype can be made to claim that it holds Python objects, so
+    that arrays read pointers from the data), so a pickle never reaches it:
+    the dtype is rebuilt from its name and byte order alone.
+    """
+
+    def __init__(self, spec: object, align: object = False, copy: object = False) -> None:
+        self.dtype = _plain_dtype(spec)
+
+    def __setstate__(self, state: object) -> None:
+        byteorder = state[1] if isinstance(state, tuple) and len(state) > 1 else None
+        if byteorder in ("<", ">"):  # '|' (single bytes) and '=' (native) change nothing
+            self.dtype = self.dtype.newbyteorder(byteorder)
+
+    def __repr__(self) -> str:
+        return repr(self.dtype)
+
+
+def _sizes(value: object, what: str) -> tuple[int, ...]:
+    """A shape or strides tuple (or a single int) as ints, or a refusal naming ``what``."""
+    try:
+        sizes = value if isinstance(value, (tuple, list)) else (value,)
+        return tuple(operator.index(n) for n in sizes)
+    except TypeError:
+        raise _Refused(f"refusing to unpickle a numpy array with {what} {_brief(value)}") from None
+
+
+def _checked_state(state: object) -> tuple[object, ...]:
+    """An array's BUILD state ``(version, shape, dtype, is_fortran, data)``: clean dtype, raw bytes.
+
+    numpy then checks that the bytes fill the shape exactly, so the array is no
+    larger than what the file holds; data given as a list of objects (which
+    numpy trusts to have the right length, and crashes on otherwise) is refused.
+    """
+    if not isinstance(state, tuple) or len(state) != 5:
+        raise _Refused(f"refusing to unpickle a numpy array with state {_brief(state)}")
+    version, shape, dtype, is_fortran, data = state
+    if not isinstance(data, (bytes, bytearray)):
+        raise _Refused(
+            f"refusing to unpickle a numpy array whose data is a {type(data).__name__}, not bytes"
+        )
+    return version, shape, _plain_dtype(dtype), is_fortran, data
+
+
+class _GuardedArray(np.ndarray):
+    """The arrays the safe unpickler builds: pickle's BUILD (``__setstate__``) is checked first."""
+
+    def __setstate__(self, state: Any) -> None:
+        super().__setstate__(_checked_state(state))
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that can rebuild plain numpy arrays and refuses every other global.
+    """Unpickler that can rebuild plain numeric numpy arrays and refuses every other global.
 
     A pickle can only call code it names through ``find_class`` (GLOBAL,
     STACK_GLOBAL, INST, OBJ and the extension registry all end up here), so
     allowing nothing but numpy's array reconstruction makes ``os.system`` and
-    friends unreachable. ``encoding='bytes'`` is what the official files need:
-    Python 2 wrote their ``str`` objects, including the raw pixel data, as
-    byte strings.
+    friends unreachable. ``_codecs.encode`` is allowed for latin1 text only:
+    that is how Python 3 writes bytes at protocol 2 or lower (PyTorch's
+    ``weights_only`` loader allows it for the same reason).
+
+    Arrays are bounded before they are allocated: together they may not claim
+    more bytes than the file has (``size``), and strides must be positive, so
+    a 200-byte file cannot stand for a 6 GB array by repeating one byte.
+    ``encoding='bytes'`` is what the official files need: Python 2 wrote their
+    ``str`` objects, including the raw pixel data, as byte strings.
     """
 
-    def __init__(self, stream: IO[bytes], path: str) -> None:
+    def __init__(self, stream: IO[bytes], size: int) -> None:
         super().__init__(stream, encoding="bytes")
-        self._path = path
+        self._size = size
+        self._unclaimed = size
+        self._new_ndarray = self._ndarray  # bound once: _reconstruct checks its subtype by identity
+        self._globals: dict[tuple[str, str], Any] = {
+            # numpy.core is what Python 2/numpy 1 wrote, numpy._core what numpy 2 writes.
+            ("numpy.core.multiarray", "_reconstruct"): self._reconstruct,
+            ("numpy._core.multiarray", "_reconstruct"): self._reconstruct,
+            ("numpy", "ndarray"): self._new_ndarray,
+            ("numpy", "dtype"): _PickledDtype,
+            ("_codecs", "encode"): _latin1_encode,
+        }
 
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return _ALLOWED_GLOBALS[(module, name)]
+            return self._globals[(module, name)]
         except KeyError:
-            hint = _REFUSAL_HINTS.get(
-                (module, name), "a file that needs it is corrupt or malicious"
-            )
-            raise _error(
-                self._path,
+            raise _Refused(
                 f"refusing to unpickle global {module}.{name}: only numpy arrays are allowed "
-                f"in CIFAR-10 batches ({hint})",
+                f"in CIFAR-10 batches (a file that needs it is corrupt or malicious)"
             ) from None
 
+    def _claim(self, shape: object, dtype: np.dtype) -> tuple[int, ...]:
+        """Count an array about to be allocated against the file's bytes; returns its shape."""
+        dims = _sizes(shape, "shape")
+        if any(n < 0 for n in dims):
+            raise _Refused(f"refusing to unpickle a numpy array with shape {dims}")
+        nbytes = math.prod(dims) * max(dtype.itemsize, 1)
+        if nbytes > self._unclaimed:
+            raise _Refused(
+                f"refusing to unpickle a numpy array of shape {dims} {dtype}: it declares "
+                f"{nbytes:,} bytes, more than the file's {self._size:,} bytes hold"
+            )
+        self._unclaimed -= nbytes
+        return dims
 
-def _safe_unpickle(stream: IO[bytes], path: str) -> Any:
-    """Load one pickle with :class:`_NumpyOnlyUnpickler`; garbage becomes a CifarFormatError."""
+    def _reconstruct(self, subtype: object, shape: object, dtype: object) -> np.ndarray:
+        """numpy's ``_reconstruct``: an empty array (``(0,)`` in real files) for BUILD to fill."""
+        if subtype is not self._new_ndarray:
+            raise _Refused(f"refusing to unpickle a numpy array of type {_brief(subtype)}")
+        plain = _plain_dtype(dtype)
+        return _RECONSTRUCT(_GuardedArray, self._claim(shape, plain), plain)
+
+    def _ndarray(
+        self,
+        shape: object,
+        dtype: object = float,
+        buffer: object = None,
+        offset: object = 0,
+        strides: object = None,
+        order: object = "C",
+    ) -> np.ndarray:
+        """``numpy.ndarray(...)`` called by a pickle (numpy never writes that): bounded strictly."""
+        plain = _plain_dtype(dtype)
+        if strides is not None and not all(n > 0 for n in _sizes(strides, "strides")):
+            raise _Refused(
+                f"refusing to unpickle a numpy array with strides {_brief(strides)}: zero or "
+                f"negative strides make a few bytes stand for a large array"
+            )
+        dims = self._claim(shape, plain)
+        return _GuardedArray(dims, plain, buffer, offset, strides, order)
+
+
+def _latin1_encode(text: object, encoding: object = "latin1") -> bytes:
+    """``_codecs.encode(text, 'latin1')``, the one use allowed: Python 3's protocol-2 form of bytes.
+
+    Other codecs (``zlib``, ``base64``, ...) and anything but text are refused.
+    """
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise _Refused(
+            f"refusing to unpickle _codecs.encode({type(text).__name__}, {_brief(encoding)}): "
+            f"only latin1 text (how Python 3 pickles bytes at protocol 2) is allowed"
+        )
+    return text.encode("latin-1")
+
+
+def _safe_unpickle(stream: IO[bytes], path: str, size: int) -> Any:
+    """Load a ``size``-byte pickle with :class:`_NumpyOnlyUnpickler`; garbage: CifarFormatError."""
     try:
-        return _NumpyOnlyUnpickler(stream, path).load()
+        return _NumpyOnlyUnpickler(stream, size).load()
     except CifarFormatError:
         raise
+    except _Refused as exc:
+        raise _error(path, str(exc)) from None
     except _PICKLE_ERRORS as exc:
         raise _error(path, f"not a valid pickle ({type(exc).__name__}: {exc})") from None
 
@@ -330,18 +488,23 @@ def _as_text(value: object) -> object:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-def _load_pickled_dict(stream: IO[bytes], path: str) -> dict[object, Any]:
+def _unguarded(value: object) -> object:
+    """A loaded array as a plain ndarray (same memory); anything else as it is."""
+    return value.view(np.ndarray) if isinstance(value, _GuardedArray) else value
+
+
+def _load_pickled_dict(stream: IO[bytes], path: str, size: int) -> dict[object, Any]:
     """Unpickle a dict and normalise its keys to str, whether they were pickled as bytes or str."""
-    loaded = _safe_unpickle(stream, path)
+    loaded = _safe_unpickle(stream, path, size)
     if not isinstance(loaded, dict):
         raise _error(path, f"expected a pickled dict, found {type(loaded).__name__}")
-    return {_as_text(key): value for key, value in loaded.items()}
+    return {_as_text(key): _unguarded(value) for key, value in loaded.items()}
 
 
 def _missing_keys_error(
     path: str, loaded: dict[object, Any], missing: Sequence[str]
 ) -> CifarFormatError:
-    found = ", ".join(repr(key) for key in list(loaded)[:10]) or "none"
+    found = ", ".join(_brief(key) for key in list(loaded)[:10]) or "none"
     hint = " (this looks like CIFAR-100, which is not supported)" if "fine_labels" in loaded else ""
     wanted = " and ".join(repr(key) for key in missing)
     return _error(path, f"pickled dict has no {wanted} key (keys found: {found}){hint}")
@@ -377,25 +540,23 @@ def _check_class_names(where: str, names: Sequence[str]) -> tuple[str, ...]:
     )
 
 
-def _read_python_meta(stream: IO[bytes], path: str) -> tuple[str, ...]:
+def _read_python_meta(stream: IO[bytes], size: int, path: str) -> tuple[str, ...]:
     """Class names from ``batches.meta`` (a pickled dict with ``label_names``)."""
-    meta = _load_pickled_dict(stream, path)
+    meta = _load_pickled_dict(stream, path, size)
     if "label_names" not in meta:
         raise _missing_keys_error(path, meta, ["label_names"])
     names = meta["label_names"]
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, (str, bytes)) for n in names):
         raise _error(path, f"'label_names' is not a list of strings ({type(names).__name__})")
     num_vis = meta.get("num_vis", RECORD_PIXELS)
-    if num_vis != RECORD_PIXELS:
-        raise _error(path, f"num_vis is {num_vis!r}, expected {RECORD_PIXELS} (32x32 RGB)")
+    if type(num_vis) is not int or num_vis != RECORD_PIXELS:  # an array compares elementwise
+        raise _error(path, f"num_vis is {_brief(num_vis)}, expected {RECORD_PIXELS} (32x32 RGB)")
     return tuple(str(_as_text(name)) for name in names)
 
 
-def _read_binary_meta(stream: IO[bytes], path: str) -> tuple[str, ...]:
+def _read_binary_meta(stream: IO[bytes], size: int, path: str) -> tuple[str, ...]:
     """Class names from ``batches.meta.txt``: one per line, trailing blank lines ignored."""
-    raw = stream.read(_MAX_META_TEXT_BYTES + 1)
-    if len(raw) > _MAX_META_TEXT_BYTES:
-        raise _error(path, f"larger than {_MAX_META_TEXT_BYTES} bytes, not a list of class names")
+    raw = stream.read(size)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -406,10 +567,18 @@ def _read_binary_meta(stream: IO[bytes], path: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-_META_READERS: dict[str, Callable[[IO[bytes], str], tuple[str, ...]]] = {
+_META_READERS: dict[str, Callable[[IO[bytes], int, str], tuple[str, ...]]] = {
     PYTHON: _read_python_meta,
     BINARY: _read_binary_meta,
 }
+
+
+def _read_meta(
+    layout: BatchLayout, stream: IO[bytes], size: int, where: str, archive: str | None = None
+) -> tuple[str, ...]:
+    """The checked class names of a ``size``-byte meta file (a member of ``archive``, if given)."""
+    _check_declared_size(where, size, _MAX_META_BYTES, f"{layout.meta} (ten class names)", archive)
+    return _check_class_names(where, _META_READERS[layout.format](stream, size, where))
 
 
 # --- files and tarballs --------------------------------------------------------
@@ -418,6 +587,33 @@ _META_READERS: dict[str, Callable[[IO[bytes], str], tuple[str, ...]]] = {
 def _open_file(path: str) -> IO[bytes]:
     """Open a file for binary reading; failures become a CifarFormatError naming it."""
     return open_for_reading(path, _error)
+
+
+def _file_size(stream: IO[bytes]) -> int:
+    return os.fstat(stream.fileno()).st_size
+
+
+def _check_declared_size(
+    where: str, size: int, limit: int, expected: str, archive: str | None = None
+) -> None:
+    """Refuse, unread, a file far larger than CIFAR-10's, or a member too big for its archive.
+
+    A tar header can declare any size, and a sparse member is handed out as
+    zeros, so a 1 MB download can claim gigabytes; an extracted file can be
+    sparse too. ``archive`` is the tarball that ``where`` is a member of.
+    """
+    if size > limit:
+        raise _error(
+            where, f"size {size:,} bytes is far larger than {expected}; refusing to read it"
+        )
+    if archive is not None:
+        archive_size = os.path.getsize(archive)
+        if size > _MAX_GZIP_RATIO * archive_size:
+            raise _error(
+                where,
+                f"size {size:,} bytes is more than the {archive_size:,}-byte archive can hold "
+                f"(gzip expands at most {_MAX_GZIP_RATIO}x): a corrupt or crafted tar header",
+            )
 
 
 class _GuardedReader:
@@ -493,6 +689,11 @@ def _missing_members_error(tarball: str, missing: Sequence[str]) -> CifarFormatE
     return _error(tarball, f"archive has no member {', '.join(missing)}")
 
 
+def _check_batch_size(format: str, where: str, size: int, archive: str | None) -> None:
+    """:func:`_check_declared_size` for a batch file or member of the python or binary version."""
+    _check_declared_size(where, size, _MAX_BATCH_BYTES[format], _BATCH_SIZE_NOTE, archive)
+
+
 # --- batch contents --------------------------------------------------------------
 
 
@@ -513,13 +714,30 @@ def _check_labels(path: str, labels: np.ndarray, first_index: int) -> None:
         )
 
 
-def _batch_data(value: object, path: str) -> np.ndarray:
+def _check_image_count(path: str, count: int, size: int) -> None:
+    """Refuse ``data`` that claims more images than CIFAR-10 has, or than ``size`` bytes hold."""
+    if count > _MAX_BATCH_IMAGES:
+        raise _error(
+            path,
+            f"'data' holds {count:,} images, far more than a CIFAR-10 batch "
+            f"(10,000; at most {_MAX_BATCH_IMAGES:,} are accepted)",
+        )
+    if count * RECORD_PIXELS > size:
+        raise _error(
+            path,
+            f"'data' declares {count:,} images ({count * RECORD_PIXELS:,} pixel bytes), "
+            f"more than the file's {size:,} bytes hold",
+        )
+
+
+def _batch_data(value: object, path: str, size: int) -> np.ndarray:
     """The ``data`` entry as a uint8 ``[N, 3072]`` array; also accepts bytes or a list of rows."""
     if isinstance(value, (bytes, bytearray)):
         value = np.frombuffer(value, np.uint8)
         if value.size % RECORD_PIXELS == 0:
             value = value.reshape(-1, RECORD_PIXELS)
     elif isinstance(value, list):
+        _check_image_count(path, len(value), size)  # before converting: rows can be shared
         value = _integer_table(value, path)
     elif type(value) is not np.ndarray:
         raise _error(path, f"'data' is a {type(value).__name__}, expected a uint8 numpy array")
@@ -529,42 +747,53 @@ def _batch_data(value: object, path: str) -> np.ndarray:
         raise _error(
             path, f"'data' has shape {value.shape}, expected N x {RECORD_PIXELS} with N > 0"
         )
+    _check_image_count(path, len(value), size)
     return value
 
 
 def _integer_table(rows: list[Any], path: str) -> np.ndarray:
-    """A list of pixel rows as uint8, refusing anything but integers 0..255."""
+    """A list of pixel rows as uint8 ``[N, 3072]``, refusing anything but rows of integers 0..255.
+
+    ``bytes(row)`` builds exactly the 3,072 bytes a row can be, whereas
+    ``np.array`` would follow any nesting (a pickle can repeat one long list
+    as every pixel) and allocate for all of it first.
+    """
+    for index, row in enumerate(rows):
+        if not isinstance(row, (list, tuple)) or len(row) != RECORD_PIXELS:
+            raise _error(
+                path, f"'data' is a list whose row {index} is not a list of {RECORD_PIXELS} numbers"
+            )
     try:
-        table = np.array(rows)
-    except (ValueError, TypeError, OverflowError):
-        raise _error(
-            path, "'data' is a list whose rows are not equal-length lists of numbers"
-        ) from None
-    if table.size == 0:
-        return table.astype(np.uint8)
-    if table.dtype.kind not in "iu" or table.min() < 0 or table.max() > 255:
-        raise _error(path, f"'data' is a list of {table.dtype} values, expected integers 0..255")
-    return table.astype(np.uint8)
+        pixels = b"".join(map(bytes, rows))
+    except (TypeError, ValueError):
+        raise _error(path, "'data' is a list whose values are not all integers 0..255") from None
+    return np.frombuffer(pixels, np.uint8).reshape(len(rows), RECORD_PIXELS)
 
 
 def _batch_labels(value: object, path: str) -> np.ndarray:
-    """The ``labels`` entry as a 1-D int64 array (a list of ints in the official files)."""
-    try:
-        labels = np.asarray(value)
-    except (ValueError, TypeError, OverflowError):
-        labels = np.asarray(None)
+    """The ``labels`` entry as a 1-D int64 array (a list of ints in the official files).
+
+    A list must hold ints only, so that no nesting reaches ``np.array`` (see
+    :func:`_integer_table`).
+    """
+    labels = np.asarray(None)
+    if isinstance(value, np.ndarray):
+        labels = value
+    elif isinstance(value, (list, tuple)) and all(type(label) is int for label in value):
+        with contextlib.suppress(OverflowError):
+            labels = np.array(value, np.int64)
     if labels.ndim != 1 or labels.dtype.kind not in "iu":
         raise _error(path, f"'labels' is not a list of integers ({type(value).__name__})")
     return labels.astype(np.int64)
 
 
-def _python_batch(stream: IO[bytes], path: str) -> tuple[np.ndarray, np.ndarray]:
+def _python_batch(stream: IO[bytes], size: int, path: str) -> tuple[np.ndarray, np.ndarray]:
     """Load and check one pickled batch; returns ``(images [N, 32, 32, 3] view, labels [N])``."""
-    batch = _load_pickled_dict(stream, path)
+    batch = _load_pickled_dict(stream, path, size)
     missing = [key for key in ("data", "labels") if key not in batch]
     if missing:
         raise _missing_keys_error(path, batch, missing)
-    data = _batch_data(batch["data"], path)
+    data = _batch_data(batch["data"], path, size)
     labels = _batch_labels(batch["labels"], path)
     if len(labels) != len(data):
         raise _error(path, f"{len(data)} images but {len(labels)} labels")
@@ -609,21 +838,22 @@ def _member_chunks(
     shard: CifarShard, stream: IO[bytes], size: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``(images, labels)`` chunks of one batch, whichever version and container it comes from."""
+    if shard.format not in _MAX_BATCH_BYTES:
+        raise ValueError(f"{shard.path}: not a batch shard (format {shard.format!r})")
     if size == 0:
         raise _error(shard.path, "file is empty")
+    _check_batch_size(shard.format, shard.path, size, shard.container if shard.in_tarball else None)
     if shard.format == PYTHON:
-        yield _python_batch(stream, shard.path)
-    elif shard.format == BINARY:
-        yield from _binary_chunks(stream, size, shard.path)
+        yield _python_batch(stream, size, shard.path)
     else:
-        raise ValueError(f"{shard.path}: not a batch shard (format {shard.format!r})")
+        yield from _binary_chunks(stream, size, shard.path)
 
 
 def _iter_batch_chunks(shard: CifarShard) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Chunks of a batch shard, from its own file or by streaming its tarball up to it."""
     if not shard.in_tarball:
         with _open_file(shard.member) as stream:
-            yield from _member_chunks(shard, stream, os.fstat(stream.fileno()).st_size)
+            yield from _member_chunks(shard, stream, _file_size(stream))
         return
     wanted = {shard.member: shard}
     with _tar_stream(shard.container) as (tar, _reader):
@@ -646,7 +876,7 @@ def _decode_image(path: str) -> Image.Image:
         image.load()
         return image
     except FileNotFoundError:
-        raise _error(path, "file not found") from None
+        raise _error(path, missing_file_problem(path)) from None
     except _IMAGE_ERRORS as exc:
         if image is not None:
             image.close()
@@ -800,10 +1030,10 @@ def _find_batch_version(data_dir: str, layout: BatchLayout) -> str | None:
     folder = os.path.join(data_dir, layout.folder)
     if os.path.isdir(folder):
         return folder
-    if any(os.path.isfile(os.path.join(data_dir, name)) for name in layout.required_files):
+    if any(is_file_or_link(os.path.join(data_dir, name)) for name in layout.required_files):
         return data_dir
     tarball = os.path.join(data_dir, layout.tarball)
-    return tarball if os.path.isfile(tarball) else None
+    return tarball if is_file_or_link(tarball) else None
 
 
 def _find_image_folder(data_dir: str) -> str | None:
@@ -825,9 +1055,8 @@ def _batch_shards(
 
 
 def _batch_folder_source(layout: BatchLayout, folder: str) -> CifarSource:
-    missing = [
-        name for name in layout.required_files if not os.path.isfile(os.path.join(folder, name))
-    ]
+    present = {entry.name for entry in list_directory(folder, _error) if is_file_or_link(entry)}
+    missing = [name for name in layout.required_files if name not in present]
     if missing:
         others = f" (also missing: {', '.join(missing[1:])})" if missing[1:] else ""
         raise _error(
@@ -837,7 +1066,7 @@ def _batch_folder_source(layout: BatchLayout, folder: str) -> CifarSource:
         )
     meta_path = os.path.join(folder, layout.meta)
     with _open_file(meta_path) as stream:
-        class_names = _check_class_names(meta_path, _META_READERS[layout.format](stream, meta_path))
+        class_names = _read_meta(layout, stream, _file_size(stream), meta_path)
     return CifarSource(
         layout.format, folder, class_names, _batch_shards(layout, folder, in_tarball=False)
     )
@@ -847,6 +1076,7 @@ def _batch_tarball_source(layout: BatchLayout, tarball: str) -> CifarSource:
     """List the tarball (one decompression pass; also checks the CRC) and read its meta member."""
     members: set[str] = set()
     meta_member = layout.member(layout.meta)
+    batch_members = {layout.member(name) for name in layout.required_files} - {meta_member}
     class_names: tuple[str, ...] = ()
     with _tar_stream(tarball) as (tar, reader):
         for info in tar:
@@ -857,8 +1087,9 @@ def _batch_tarball_source(layout: BatchLayout, tarball: str) -> CifarSource:
             if name == meta_member:
                 stream = tar.extractfile(info)
                 assert stream is not None
-                where = f"{tarball}:{name}"
-                class_names = _check_class_names(where, _META_READERS[layout.format](stream, where))
+                class_names = _read_meta(layout, stream, info.size, f"{tarball}:{name}", tarball)
+            elif name in batch_members:  # now: skipping a huge declared size reads to the end
+                _check_batch_size(layout.format, f"{tarball}:{name}", info.size, tarball)
         reader.drain()
     missing = [
         layout.member(name) for name in layout.required_files if layout.member(name) not in members
@@ -872,8 +1103,8 @@ def _batch_tarball_source(layout: BatchLayout, tarball: str) -> CifarSource:
 
 def _class_folders(split_dir: str) -> list[str]:
     """Sorted class sub-folder names; hidden ones (``.ipynb_checkpoints``...) are skipped."""
-    with os.scandir(split_dir) as entries:
-        names = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+    entries = list_directory(split_dir, _error)
+    names = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
     if not names:
         raise _error(split_dir, "no class folders (expected one sub-folder of images per class)")
     return names
@@ -881,14 +1112,13 @@ def _class_folders(split_dir: str) -> list[str]:
 
 def _image_files(class_dir: str) -> list[str]:
     """Sorted image paths of a class folder (byte-wise name order, the same on every machine)."""
-    with os.scandir(class_dir) as entries:
-        names = sorted(
-            e.name
-            for e in entries
-            if e.is_file()
-            and not e.name.startswith(".")
-            and e.name.lower().endswith(IMAGE_SUFFIXES)
-        )
+    names = sorted(
+        e.name
+        for e in list_directory(class_dir, _error)
+        if is_file_or_link(e)
+        and not e.name.startswith(".")
+        and e.name.lower().endswith(IMAGE_SUFFIXES)
+    )
     if not names:
         raise _error(class_dir, f"class folder has no {'/'.join(IMAGE_SUFFIXES)} images")
     return [os.path.join(class_dir, name) for name in names]
@@ -950,7 +1180,7 @@ def detect_cifar_source(data_dir: str, image_files_per_shard: int = 1000) -> Cif
     """
     if image_files_per_shard < 1:
         raise ValueError(f"image_files_per_shard must be >= 1, got {image_files_per_shard}")
-    check_directory(data_dir, _error)
+    entries = check_directory(data_dir, _error)
     found = [
         (kind, location)
         for kind, location in (
@@ -961,11 +1191,9 @@ def detect_cifar_source(data_dir: str, image_files_per_shard: int = 1000) -> Cif
         if location is not None
     ]
     if not found:
-        with os.scandir(data_dir) as entries:
-            empty = next(entries, None) is None
         raise _error(
             data_dir,
-            f"{'directory is empty' if empty else 'no CIFAR-10 data found'}; {_EXPECTED_LAYOUTS}",
+            f"{'no CIFAR-10 data found' if entries else 'directory is empty'}; {_EXPECTED_LAYOUTS}",
         )
     (kind, location), others = found[0], found[1:]
     if kind == IMAGE_FOLDER:

@@ -16,6 +16,29 @@ from components.data_errors import DataFormatError
 ErrorFactory = Callable[[str, str], DataFormatError]
 
 
+def missing_file_problem(path: str) -> str:
+    """Why ``path`` cannot be opened although it was listed: absent, or a broken symbolic link.
+
+    A dangling link (``train-images-idx3-ubyte.gz -> ../downloads/...`` after the
+    download moved) looks present in a listing; naming its target says what to fix.
+    """
+    if not os.path.islink(path):
+        return "file not found"
+    target = os.path.join(os.path.dirname(path), os.readlink(path))
+    return f"broken symbolic link: its target {os.path.normpath(target)} does not exist"
+
+
+def is_file_or_link(path: str | os.DirEntry[str]) -> bool:
+    """Whether ``path`` (or a listed entry) is a file, or a symbolic link even to nothing.
+
+    Readers treat links as present, so that opening a broken one reports it
+    (:func:`missing_file_problem`) instead of it being skipped as absent.
+    """
+    if isinstance(path, os.DirEntry):
+        return path.is_symlink() or path.is_file()
+    return os.path.isfile(path) or os.path.islink(path)
+
+
 def open_for_reading(
     path: str,
     error: ErrorFactory,
@@ -26,7 +49,7 @@ def open_for_reading(
     try:
         return opener(path)
     except FileNotFoundError:
-        raise error(path, "file not found") from None
+        raise error(path, missing_file_problem(path)) from None
     except IsADirectoryError:
         raise error(path, f"is a directory, expected {expected}") from None
     except OSError as exc:
@@ -47,9 +70,23 @@ def fill(stream: IO[bytes], buffer: memoryview) -> int:
     return filled
 
 
-def check_directory(data_dir: str, error: ErrorFactory) -> None:
-    """Reject a data dir that does not exist or is not a directory."""
+def list_directory(path: str, error: ErrorFactory) -> list[os.DirEntry[str]]:
+    """The entries of a directory; one that cannot be read (permissions) is one line naming it.
+
+    Without this an unreadable folder is a PermissionError traceback, or looks
+    empty to ``os.path`` checks, which swallow the error.
+    """
+    try:
+        with os.scandir(path) as entries:
+            return list(entries)
+    except OSError as exc:
+        raise error(path, f"cannot read directory ({exc.strerror or exc})") from None
+
+
+def check_directory(data_dir: str, error: ErrorFactory) -> list[os.DirEntry[str]]:
+    """Reject a data dir that is missing, not a directory or unreadable; returns its entries."""
     if not os.path.exists(data_dir):
         raise error(data_dir, "data directory does not exist")
     if not os.path.isdir(data_dir):
         raise error(data_dir, "is not a directory")
+    return list_directory(data_dir, error)

@@ -32,7 +32,7 @@ from typing import BinaryIO
 import numpy as np
 
 from components.data_errors import DataFormatError
-from components.data_files import check_directory, fill, open_for_reading
+from components.data_files import check_directory, fill, is_file_or_link, open_for_reading
 
 GZIP_MAGIC = b"\x1f\x8b"
 UBYTE_TYPE_CODE = 0x08
@@ -338,11 +338,12 @@ def find_idx_file(data_dir: str, stem: str) -> str:
     """Return ``data_dir/stem`` or ``data_dir/stem.gz``.
 
     When both exist (typically after ``gunzip -k``) the uncompressed file wins,
-    because it is faster to read and they hold the same records.
+    because it is faster to read and they hold the same records. A symbolic
+    link counts as present even when broken, so that reading it says so.
     """
     plain = os.path.join(data_dir, stem)
     for candidate in (plain, plain + ".gz"):
-        if os.path.isfile(candidate):
+        if is_file_or_link(candidate):
             return candidate
     raise _error(f"{plain}[.gz]", "file not found")
 
@@ -380,10 +381,10 @@ IDX_FILE_STEMS: tuple[str, ...] = tuple(
 
 
 def _check_data_dir(data_dir: str) -> None:
-    """Reject a missing, non-directory or IDX-less data dir with a message that says so."""
+    """Reject a missing, unreadable, non-directory or IDX-less data dir, saying which it is."""
     check_directory(data_dir, _error)
     if not any(
-        os.path.isfile(os.path.join(data_dir, stem + ext))
+        is_file_or_link(os.path.join(data_dir, stem + ext))
         for stem in IDX_FILE_STEMS
         for ext in ("", ".gz")
     ):

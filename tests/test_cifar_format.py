@@ -657,6 +657,25 @@ def test_bad_python_meta(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("num_vis", "shown"),
+    [
+        (1024, "1024"),
+        (np.zeros(2, np.uint8), "array([0, 0], dtype=uint8)"),  # was a nameless ValueError
+        ("x" * 10_000, "'xxxxxxxx"),
+    ],
+    ids=["int", "array", "long string"],
+)
+def test_bad_num_vis_names_the_meta_file(tmp_path: Path, num_vis: object, shown: str) -> None:
+    folder = _write_version(tmp_path, PYTHON, tarball=False)
+    meta = {"label_names": list(CIFAR10_CLASS_NAMES), "num_vis": num_vis}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=4))
+    with pytest.raises(CifarFormatError) as excinfo:
+        detect_cifar_source(str(tmp_path))
+    _assert_one_line_error(excinfo, folder / "batches.meta", f"num_vis is {shown}", "expected 3072")
+    assert len(str(excinfo.value)) < len(str(folder)) + 150
+
+
 def test_bad_meta_inside_tarball(tmp_path: Path) -> None:
     folder = _write_version(tmp_path / "x", PYTHON, tarball=False)
     (folder / "batches.meta").write_bytes(
@@ -709,15 +728,19 @@ def _data(count: int = 2) -> np.ndarray:
         ),
         (
             {"data": np.zeros((2, 3072), object), "labels": [0, 1]},
-            "'data' has dtype object, expected uint8",
+            "refusing to unpickle a numpy array of dtype object",
         ),
         (
             {"data": [[0] * 3072, [0] * 5], "labels": [0, 1]},
-            "'data' is a list whose rows are not equal-length",
+            "'data' is a list whose row 1 is not a list of 3072 numbers",
         ),
         (
             {"data": [[0] * 3071 + [256]], "labels": [0]},
-            "'data' is a list of int64 values, expected integers 0..255",
+            "'data' is a list whose values are not all integers 0..255",
+        ),
+        (
+            {"data": [[0.5] * 3072], "labels": [0]},
+            "'data' is a list whose values are not all integers 0..255",
         ),
         ({"data": "pixels", "labels": [0]}, "'data' is a str, expected a uint8 numpy array"),
         ({"data": _data(), "labels": [0, 1, 2]}, "2 images but 3 labels"),
@@ -769,16 +792,43 @@ def test_pickle_with_forbidden_global_is_never_executed(
     assert calls == [] and not marker.exists()
 
 
-def test_python3_protocol2_pickle_of_an_array_gets_a_hint(tmp_path: Path) -> None:
-    """Python 3 writes bytes at protocol 2 via _codecs.encode, which stays refused."""
-    target = _replace_python_batch(
-        tmp_path, pickle.dumps({"data": _data(), "labels": [0, 1]}, protocol=2)
-    )
+@pytest.mark.parametrize("keys", ["str", "bytes"])
+def test_python3_protocol2_pickles_are_read(tmp_path: Path, keys: str) -> None:
+    """How people re-save subsets: Python 3 writes bytes at protocol 2 as _codecs.encode calls."""
+    images, labels = synthetic_cifar(3, seed=7)
+    batch = {
+        "batch_label": b"subset of testing batch 1",
+        "labels": labels.tolist(),
+        "data": images.transpose(0, 3, 1, 2).reshape(3, 3072),
+        "filenames": [b"a.png", b"b.png", b"c.png"],
+    }
+    content = batch if keys == "str" else {key.encode(): value for key, value in batch.items()}
+    raw = pickle.dumps(content, protocol=2)
+    assert b"_codecs\nencode" in raw
+    _replace_python_batch(tmp_path, raw, stem="test_batch")
+
+    source = detect_cifar_source(str(tmp_path))
+    _, got, got_labels = zip(*iter_shard_records(source.shards["test"][0]), strict=True)
+    np.testing.assert_array_equal(np.stack(got), images)
+    assert list(got_labels) == labels.tolist()
+    assert validate_cifar_source(source) == 5 * TRAIN_PER_BATCH + 3
+
+
+@pytest.mark.parametrize(
+    ("call", "problem"),
+    [
+        (b"X\x01\x00\x00\x00xX\x04\x00\x00\x00zlib\x86R.", "_codecs.encode(str, 'zlib')"),
+        (b"C\x01xX\x06\x00\x00\x00latin1\x86R.", "_codecs.encode(bytes, 'latin1')"),
+    ],
+    ids=["other codec", "not text"],
+)
+def test_codecs_encode_is_allowed_for_latin1_text_only(
+    tmp_path: Path, call: bytes, problem: str
+) -> None:
+    target = _replace_python_batch(tmp_path, b"\x80\x03c_codecs\nencode\n" + call)
     with pytest.raises(CifarFormatError) as excinfo:
         _validate(tmp_path)
-    _assert_one_line_error(
-        excinfo, target, "global _codecs.encode", "re-save the batch with protocol 4"
-    )
+    _assert_one_line_error(excinfo, target, f"refusing to unpickle {problem}")
 
 
 @pytest.mark.parametrize(
