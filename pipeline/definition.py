@@ -13,7 +13,8 @@ import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.proto import config_pb2  # PerSliceMetricThreshold is not re-exported
 from tfx import v1 as tfx
 
-from components.anomaly_gate import AnomalyGate
+from components.anomaly_gate import STATISTICS_OPTIONS, AnomalyGate
+from components.atomic_pusher import AtomicPusher
 from components.cifar_example_gen.component import CifarExampleGen
 from components import class_metrics, prediction_outcome
 from components.idx_example_gen.component import IdxExampleGen
@@ -234,12 +235,20 @@ def create_pipeline(
         class_names=spec.class_names,
         train_eval_weights=config.train_eval_weights,
     )
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.ImportSchemaGen(schema_file=spec.schema_file(schema_root))
+    # With the curated schema, TFDV also computes the byte sizes that the
+    # schema's image_domain limits are checked against.
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"], stats_options=STATISTICS_OPTIONS
+    )
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
-    anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"])
+    anomaly_gate = AnomalyGate(
+        anomalies=example_validator.outputs["anomalies"],
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_gen.outputs["schema"],
+    )
 
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
@@ -258,8 +267,8 @@ def create_pipeline(
     transform.add_upstream_node(anomaly_gate)
     data_stages = [
         example_gen,
-        statistics_gen,
         schema_gen,
+        statistics_gen,
         example_validator,
         anomaly_gate,
         transform,
@@ -309,7 +318,7 @@ def create_pipeline(
     )
     # No `model=`: the Pusher pushes the validated copy with its warm-up file
     # from the InfraBlessing, and only if both blessings say yes.
-    pusher = tfx.components.Pusher(
+    pusher = AtomicPusher(  # the stock Pusher; a version appears only once complete
         model_blessing=evaluator.outputs["blessing"],
         infra_blessing=validator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
