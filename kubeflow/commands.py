@@ -21,6 +21,19 @@ DEFAULT_WAIT_TIMEOUT_SECONDS = 24 * 3600
 DEFAULT_POLL_SECONDS = 15.0
 
 
+PACKAGE_SUFFIXES = (".yaml", ".yml")
+
+
+def _package_path(text: str) -> str:
+    """`--output` must be a YAML name: the package is YAML (a PipelineSpec, then a PlatformSpec
+    for GPU settings, as two documents), which a `.json` name would misdescribe."""
+    if not text.lower().endswith(PACKAGE_SUFFIXES):
+        raise argparse.ArgumentTypeError(
+            f"{text}: a Kubeflow Pipelines v2 package is YAML; give it a .yaml or .yml name"
+        )
+    return text
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows defaults, except the None of options that are simply optional."""
 
@@ -79,7 +92,9 @@ def add_kubeflow_parser(
         help="URI of the dataset files; the package's data_root run parameter defaults to it "
         "(default: <pipeline-root>/data/<dataset>)",
     )
-    compile_parser.add_argument("--output", default=PACKAGE_FILENAME, help="package file to write")
+    compile_parser.add_argument(
+        "--output", type=_package_path, default=PACKAGE_FILENAME, help="package file to write (.yaml or .yml)"
+    )
     compile_parser.add_argument("--gpus", type=int, default=1, help="GPUs for the Trainer (0: CPU only)")
     compile_parser.add_argument(
         "--gpu-resource", default="nvidia.com/gpu", help="Kubernetes resource name of the GPU"

@@ -9,18 +9,46 @@ component error); 2 bad command-line usage.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.metadata
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from kubeflow import commands as kubeflow_commands
 from kubeflow.commands import add_kubeflow_parser
-from pipeline import configs, datasets, run_logging
+from pipeline import configs, datasets, errors, output_lock, run_logging
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+def _bounded_int(maximum: int) -> Callable[[str], int]:
+    """An argparse type for an integer from 1 to `maximum`.
+
+    The bound keeps an absurd value (a batch of 10^20 images) a usage error
+    at once, instead of a failure minutes later inside the Trainer.
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if not 1 <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be an integer from 1 to {maximum:,}, got {text}")
+        return value
+
+    return parse
+
+
+_positive_int = _bounded_int(10**9)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
@@ -54,8 +82,12 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
         help="computed: per-channel mean/std of the training split (tf.Transform full pass); "
         "imagenet: the fixed ImageNet RGB mean/std (colour datasets)",
     )
-    parser.add_argument("--epochs", type=_positive_int, default=configs.DEFAULT_EPOCHS, help="passes over the train split")
-    parser.add_argument("--batch-size", type=_positive_int, default=configs.DEFAULT_BATCH_SIZE, help="training batch size")
+    parser.add_argument(
+        "--epochs", type=_bounded_int(configs.MAX_EPOCHS), default=configs.DEFAULT_EPOCHS, help="passes over the train split"
+    )
+    parser.add_argument(
+        "--batch-size", type=_bounded_int(configs.MAX_BATCH_SIZE), default=configs.DEFAULT_BATCH_SIZE, help="training batch size"
+    )
     parser.add_argument(
         "--accuracy-threshold",
         type=_fraction,
@@ -173,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="visionpipe", description="TFX image-classification pipeline."
     )
+    parser.add_argument("--version", action="version", version=_version_text())
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_run_parser(subparsers)
     add_kubeflow_parser(subparsers, _add_training_options, _positive_int)
@@ -182,6 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = subparsers.add_parser("fetch", help="download an official dataset with checksum checks")
     fetch.add_argument("--dataset", choices=sorted(datasets.DATASETS), required=True)
     fetch.add_argument("--data-dir", help="where to put the files (default: data/<dataset>)")
+    fetch.add_argument(
+        "--deadline",
+        type=_positive_float,
+        metavar="SECONDS",
+        default=argparse.SUPPRESS,
+        help="time limit per file (default: its size at 64 KiB/s, at least 300 s); a partial file is kept and resumed",
+    )
 
     predict = subparsers.add_parser("predict", help="classify PNG/JPEG files with a pushed model")
     predict.add_argument(
@@ -213,27 +253,63 @@ def _run_config(args: argparse.Namespace) -> configs.RunConfig:
     data_dir = getattr(args, "data_dir", None)
     if data_dir is None:
         if args.dataset != datasets.DEFAULT_DATASET:
-            raise SystemExit(
-                f"visionpipe: error: --data-dir is required for --dataset {args.dataset} "
+            raise configs.ConfigError(
+                f"--data-dir is required for --dataset {args.dataset} "
                 f"(try: visionpipe fetch --dataset {args.dataset})"
             )
         data_dir = datasets.DEFAULT_SAMPLE_DIR
-    return _training_config(args, data_dir=data_dir, output_dir=args.output_dir).absolute()
+    config = _training_config(args, data_dir=data_dir, output_dir=args.output_dir).absolute()
+    configs.check_plain_path("--data-dir", config.data_dir)
+    configs.check_plain_path("--output-dir", config.output_dir)
+    return config
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    run_logging.quiet_native_logs(verbose=getattr(args, "verbose", False))
+def _version_text() -> str:
+    """`visionpipe --version`: ours and the stack's versions, read from the installed metadata (no imports)."""
+    names = ("visionpipe", "tfx", "tensorflow")
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return f"visionpipe {versions['visionpipe']} (TFX {versions['tfx']}, TensorFlow {versions['tensorflow']})"
+
+
+def _run(args: argparse.Namespace) -> int:
+    """`visionpipe run`, in the order that keeps every failure one line and every log its own run's:
+    the output dir, its run lock, this run's log file, then everything else (TensorFlow included,
+    hence the late import) with native stderr going into that log."""
+    config = _run_config(args)
+    try:
+        run_logging.create_output_dir(config.output_dir)
+        with output_lock.exclusive_output_dir(config.output_dir):
+            log_path = run_logging.create_run_log(config.output_dir)
+            native_logs = contextlib.nullcontext() if args.verbose else run_logging.native_stderr_to(log_path)
+            with native_logs:
+                from pipeline import run_command
+
+                return run_command.run(config, log_path, verbose=args.verbose)
+    except (OSError, output_lock.OutputDirBusyError) as error:
+        return errors.fail(str(error))
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
-        from pipeline import run_command
-
-        return run_command.run(_run_config(args), verbose=args.verbose)
-    if args.command == "kubeflow":
-        return kubeflow_commands.main(args, _training_config)
+        return _run(args)
     if args.command == "fetch":
         from pipeline import fetch_command
 
-        return fetch_command.fetch(args.dataset, args.data_dir)
+        return fetch_command.fetch(args.dataset, args.data_dir, getattr(args, "deadline", None))
+    # The other commands print tables, JSON or one line per file: TF's
+    # native start-up lines have no place there.
+    with run_logging.native_stderr_to(os.devnull):
+        return _dispatch_inspection(args)
+
+
+def _dispatch_inspection(args: argparse.Namespace) -> int:
+    if args.command == "kubeflow":
+        return kubeflow_commands.main(args, _training_config)
     if args.command in ("slices", "report"):
         run_logging.quiet_library_warnings()
     if args.command == "slices":
@@ -257,6 +333,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipeline import predict
 
     return predict.predict_files(args.model_dir, args.images)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run_logging.quiet_native_logs(verbose=getattr(args, "verbose", False))
+    try:
+        return _dispatch(args)
+    except configs.ConfigError as error:
+        parser.error(str(error))  # an impossible combination of options: a usage error, exit 2
+    except KeyboardInterrupt:
+        print("visionpipe: interrupted", file=sys.stderr, flush=True)
+        return errors.EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

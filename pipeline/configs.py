@@ -7,6 +7,7 @@ embedded Fashion-MNIST sample in a few minutes on 2 CPU cores.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 
 from pipeline import datasets
@@ -15,6 +16,10 @@ from trainer_module import normalization_names
 
 DEFAULT_EPOCHS = 10
 DEFAULT_BATCH_SIZE = 128
+# Upper bounds the CLI accepts: far past any sensible run, but small enough that
+# a typo is a usage error at once rather than an overflow inside the Trainer.
+MAX_EPOCHS = 10_000
+MAX_BATCH_SIZE = 65_536
 DEFAULT_ACCURACY_THRESHOLD = 0.80
 DEFAULT_OUTPUT_DIR = "visionpipe_output"
 METADATA_FILE = "metadata.sqlite"  # ML Metadata of every run, in the output dir
@@ -42,6 +47,23 @@ def dataset_of_pipeline(pipeline_name: str) -> datasets.DatasetSpec | None:
     return next(
         (spec for name, spec in datasets.DATASETS.items() if pipeline_name_for(name) == pipeline_name), None
     )
+
+
+class ConfigError(ValueError):
+    """Settings that cannot work together (the CLI reports it as a usage error, exit 2)."""
+
+
+def check_plain_path(option: str, path: str) -> None:
+    """Refuses a local path with glob characters: Beam and TFX match artifact paths as patterns.
+
+    A folder named `run[1]` would make ExampleGen's and the Evaluator's file
+    globs match nothing, and the run fail minutes later inside Beam.
+    """
+    if glob.escape(path) != path:
+        raise ConfigError(
+            f"{option} {path}: contains one of [ ] * ?, which Beam and TFX read as file-name patterns; "
+            "use a path without them"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,12 +96,18 @@ class RunConfig:
             default_model = datasets.get_dataset(self.dataset).default_model
             object.__setattr__(self, "model", default_model)
         if self.normalization not in normalization_names.NORMALIZATIONS:
-            raise ValueError(
+            raise ConfigError(
                 f"normalization must be one of {normalization_names.NORMALIZATIONS}, "
                 f"got {self.normalization!r}"
             )
+        channels = datasets.get_dataset(self.dataset).image_shape[2]
+        if self.normalization == normalization_names.IMAGENET and channels != 3:
+            raise ConfigError(
+                f"--normalization {normalization_names.IMAGENET} uses the ImageNet RGB mean and std, "
+                f"but {self.dataset} images have {channels} channel; use --normalization {normalization_names.COMPUTED}"
+            )
         if self.serving_check not in SERVING_CHECKS:
-            raise ValueError(f"serving_check must be one of {SERVING_CHECKS}, got {self.serving_check!r}")
+            raise ConfigError(f"serving_check must be one of {SERVING_CHECKS}, got {self.serving_check!r}")
 
     def hparam_overrides(self) -> dict[str, float | bool]:
         """The hyperparameters set explicitly, for the Trainer's custom config."""

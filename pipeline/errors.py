@@ -33,6 +33,7 @@ def one_line(error: BaseException) -> str:
 
 
 EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130  # Ctrl-C: the shell's code for a process ended by SIGINT
 
 
 def fail(message: str) -> int:

@@ -1,7 +1,7 @@
 """Local runner: LocalDagRunner with SQLite ML Metadata under the output dir.
 
 Used two ways:
-* `visionpipe run ...` calls `run_pipeline(config)` in-process;
+* `visionpipe run ...` calls `run_pipeline(pipeline, run_id)` in-process;
 * the TFX CLI (`tfx pipeline create --engine local --pipeline_path
   pipeline/local_runner.py`, then `tfx run create --engine local
   --pipeline_name visionpipe-fashion-mnist`) executes this file as a script.
@@ -11,6 +11,7 @@ Used two ways:
 
 from __future__ import annotations
 
+import datetime
 import os
 import sys
 
@@ -21,7 +22,12 @@ if __package__ in (None, ""):
 
 from tfx import v1 as tfx  # noqa: E402  (after the path fix above)
 
-from pipeline import definition  # noqa: E402
+from tfx.dsl.compiler import constants  # noqa: E402
+from tfx.orchestration.local import local_dag_runner  # noqa: E402
+from tfx.orchestration.portable import runtime_parameter_utils  # noqa: E402
+from tfx.proto.orchestration import pipeline_pb2  # noqa: E402
+
+from pipeline import definition, output_lock  # noqa: E402
 from pipeline.configs import RunConfig  # noqa: E402
 
 ENVIRONMENT_SETTINGS = {
@@ -58,10 +64,41 @@ def build_local_pipeline(config: RunConfig) -> tfx.dsl.Pipeline:
     )
 
 
-def run_pipeline(config: RunConfig) -> None:
-    """Runs every component in order; raises on the first failure."""
-    tfx.orchestration.LocalDagRunner().run(build_local_pipeline(config))
+def new_run_id() -> str:
+    """A pipeline run id no other run shares: LocalDagRunner's own form (the start time) plus the pid."""
+    return f"{datetime.datetime.now().isoformat()}-{os.getpid()}"
+
+
+class NamedRunLocalDagRunner(local_dag_runner.LocalDagRunner):
+    """LocalDagRunner that runs under a pipeline run id chosen by the caller.
+
+    LocalDagRunner picks the run id itself (its start time) and does not tell
+    it. The id names the ML Metadata `pipeline_run` context that holds exactly
+    this run's executions (cache hits included), so fixing it first lets the
+    run read its results from its own executions, never from another run's in
+    the same store. Only `run_with_ir` is extended: `run` stays TFX's own, so
+    the TFX CLI, which patches `LocalDagRunner.run` to capture the pipeline,
+    still sees it.
+    """
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+    def run_with_ir(self, pipeline: pipeline_pb2.Pipeline, run_options: pipeline_pb2.RunOptions | None = None) -> None:
+        runtime_parameter_utils.substitute_runtime_parameter(
+            pipeline, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: self.run_id}
+        )
+        super().run_with_ir(pipeline, run_options=run_options)
+
+
+def run_pipeline(pipeline: tfx.dsl.Pipeline, run_id: str) -> None:
+    """Runs every component in order under `run_id`; raises on the first failure."""
+    NamedRunLocalDagRunner(run_id).run(pipeline)
 
 
 if __name__ == "__main__":
-    run_pipeline(config_from_environment())
+    script_config = config_from_environment()
+    script_pipeline = build_local_pipeline(script_config)
+    with output_lock.exclusive_output_dir(script_config.output_dir):
+        run_pipeline(script_pipeline, new_run_id())

@@ -57,8 +57,11 @@ def check_docker_engine() -> None:
         ) from error
 
 
-def build_summary(config: RunConfig, outcome: run_results.RunOutcome, seconds: dict[str, float], total: float) -> dict:
+def build_summary(
+    config: RunConfig, run_id: str, outcome: run_results.RunOutcome, seconds: dict[str, float], total: float
+) -> dict:
     return {
+        "pipeline_run_id": run_id,
         "dataset": config.dataset,
         "model": config.model,
         "data_dir": config.data_dir,
@@ -90,8 +93,12 @@ def print_summary(summary: dict, summary_path: str) -> None:
     print(f"  summary       : {summary_path}", flush=True)
 
 
-def run(config: RunConfig, verbose: bool = False) -> int:
-    """Runs the pipeline for `config`; returns the process exit code."""
+def run(config: RunConfig, log_path: str, verbose: bool = False) -> int:
+    """Runs the pipeline for `config`; returns the process exit code.
+
+    The caller holds the output dir's run lock and has created `log_path`
+    (see `pipeline.cli`), so everything here may write to both.
+    """
     try:
         preflight(config)
     except (idx_format.IdxFormatError, ValueError) as error:
@@ -99,7 +106,7 @@ def run(config: RunConfig, verbose: bool = False) -> int:
 
     pipeline = local_runner.build_local_pipeline(config)
     progress = ComponentProgress(len(pipeline.components))
-    log_path = run_logging.new_log_path(config.output_dir)
+    run_id = local_runner.new_run_id()
     print(
         f"visionpipe: {config.pipeline_name}: {config.dataset} from {config.data_dir}, "
         f"model {config.model}, {config.epochs} epochs (log: {log_path})",
@@ -108,17 +115,22 @@ def run(config: RunConfig, verbose: bool = False) -> int:
     started = time.monotonic()
     try:
         with run_logging.captured_run_logs(log_path, [progress], verbose=verbose):
-            from tfx import v1 as tfx  # imported late: heavy, and only needed here
-
-            tfx.orchestration.LocalDagRunner().run(pipeline)
+            local_runner.run_pipeline(pipeline, run_id)
+    except KeyboardInterrupt:
+        where = progress.current_component or "the pipeline"
+        errors.fail(
+            f"interrupted during {where}; the run did not finish and {config.summary_path} is unchanged; "
+            f"running the same command again reuses every component that finished (full log: {log_path})"
+        )
+        return errors.EXIT_INTERRUPTED
     except Exception as error:  # pylint: disable=broad-except  (report every failure)
         where = progress.current_component or "pipeline"
         return errors.fail(f"{where} failed: {errors.one_line(error)} (full log: {log_path})")
     total = time.monotonic() - started
 
     spec = datasets.get_dataset(config.dataset)
-    outcome = run_results.read_outcome(config.metadata_path, config.pipeline_name, spec.class_names)
-    summary = build_summary(config, outcome, progress.seconds, total)
+    outcome = run_results.read_outcome(config.metadata_path, config.pipeline_name, run_id, spec.class_names)
+    summary = build_summary(config, run_id, outcome, progress.seconds, total)
     run_results.write_json_atomically(config.summary_path, summary)
     print_summary(summary, config.summary_path)
     if outcome.pushed_model_dir:

@@ -37,14 +37,25 @@ class RunOutcome:
     serving_check: ServingVerdict | None  # the trained model's serving check (None: it did not run)
 
 
-def _latest_outputs(
-    store: metadata_store.MetadataStore, pipeline_name: str, node_id: str
+PIPELINE_RUN_CONTEXT = "pipeline_run"  # TFX's context type for one run: its name is the run id
+
+
+def _run_outputs(
+    store: metadata_store.MetadataStore, pipeline_name: str, run_id: str, node_id: str
 ) -> dict[str, metadata_store_pb2.Artifact]:
-    """Output key -> artifact of the newest execution of one pipeline node."""
-    context = store.get_context_by_type_and_name("node", f"{pipeline_name}.{node_id}")
-    if context is None:
+    """Output key -> artifact of one pipeline node's execution in run `run_id`.
+
+    An execution belongs to its node's context and to its run's context; the
+    intersection is this run's execution of that node (a cache hit is an
+    execution of this run too). Another run writing into the same store never
+    shows up here.
+    """
+    node = store.get_context_by_type_and_name("node", f"{pipeline_name}.{node_id}")
+    run = store.get_context_by_type_and_name(PIPELINE_RUN_CONTEXT, run_id)
+    if node is None or run is None:
         return {}
-    executions = store.get_executions_by_context(context.id)
+    in_run = {execution.id for execution in store.get_executions_by_context(run.id)}
+    executions = [execution for execution in store.get_executions_by_context(node.id) if execution.id in in_run]
     if not executions:
         return {}
     latest = max(executions, key=lambda execution: execution.id)
@@ -74,24 +85,24 @@ def read_accuracy(
 
 
 def read_outcome(
-    metadata_path: str, pipeline_name: str, class_names: Sequence[str]
+    metadata_path: str, pipeline_name: str, run_id: str, class_names: Sequence[str]
 ) -> RunOutcome:
-    """Reads blessing, push destination and accuracy of the newest run."""
+    """Reads blessing, push destination and accuracy of run `run_id` (see local_runner.run_pipeline)."""
     store = metadata_store.MetadataStore(
         metadata.sqlite_metadata_connection_config(metadata_path)
     )
-    evaluator_outputs = _latest_outputs(store, pipeline_name, "Evaluator")
+    evaluator_outputs = _run_outputs(store, pipeline_name, run_id, "Evaluator")
     blessing = evaluator_outputs.get("blessing")
     evaluation = evaluator_outputs.get("evaluation")
     blessed = bool(blessing is not None and int_property(blessing, "blessed"))
 
     pushed_dir = None
-    pushed = _latest_outputs(store, pipeline_name, "Pusher").get("pushed_model")
+    pushed = _run_outputs(store, pipeline_name, run_id, "Pusher").get("pushed_model")
     if blessed and pushed is not None and int_property(pushed, "pushed"):
         pushed_dir = string_property(pushed, "pushed_destination") or None
 
     training: dict = {}
-    trainer_outputs = _latest_outputs(store, pipeline_name, "Trainer")
+    trainer_outputs = _run_outputs(store, pipeline_name, run_id, "Trainer")
     model_run = trainer_outputs.get("model_run")  # run_fn writes its summary into the model_run dir
     summary_path = os.path.join(model_run.uri, TRAINING_SUMMARY_FILE) if model_run is not None else ""
     if os.path.isfile(summary_path):

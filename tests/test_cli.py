@@ -134,7 +134,12 @@ def test_missing_data_dir(tmp_path, capsys):
     "argv",
     [
         ["run", "--epochs", "0"],
+        ["run", "--epochs", "10001"],
         ["run", "--batch-size", "-3"],
+        ["run", "--batch-size", "99999999999999999999"],
+        ["run", "--batch-size", "12.5"],
+        ["kubeflow", "compile", "--image", "i", "--pipeline-root", "gs://b/r", "--output", "pkg.json"],
+        ["fetch", "--dataset", "mnist", "--deadline", "0"],
         ["run", "--accuracy-threshold", "1.5"],
         ["run", "--model", "resnet9000"],
         ["run", "--dataset", "imagenet"],
@@ -151,7 +156,17 @@ def test_bad_arguments_exit_2(capsys, argv):
 def test_non_default_dataset_needs_a_data_dir(capsys):
     with pytest.raises(SystemExit) as caught:
         cli.main(["run", "--dataset", "mnist"])
-    assert "--data-dir is required for --dataset mnist" in str(caught.value.code)
+    assert caught.value.code == 2
+    assert "--data-dir is required for --dataset mnist" in capsys.readouterr().err
+
+
+def test_bounds_are_named_in_the_usage_error(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--batch-size", "99999999999999999999"])
+    assert "--batch-size: must be an integer from 1 to 65,536, got 99999999999999999999" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["kubeflow", "compile", "--image", "i", "--pipeline-root", "gs://b/r", "--output", "pkg.json"])
+    assert "pkg.json: a Kubeflow Pipelines v2 package is YAML; give it a .yaml or .yml name" in capsys.readouterr().err
 
 
 def test_fetch_offline_is_one_clear_line(tmp_path, capsys, monkeypatch):
@@ -162,21 +177,6 @@ def test_fetch_offline_is_one_clear_line(tmp_path, capsys, monkeypatch):
     code, _, err = run_cli(capsys, "fetch", "--dataset", "mnist", "--data-dir", str(tmp_path))
     assert code == 1
     assert len(err.strip().splitlines()) == 1 and "could not download" in err
-
-
-def test_predict_without_a_model(tmp_path, capsys):
-    code, _, err = run_cli(capsys, "predict", "--model-dir", str(tmp_path), "image.png")
-    assert code == 1 and "no SavedModel found" in err
-
-
-def test_predict_rejects_a_non_image_before_loading_anything(tmp_path, capsys):
-    version = tmp_path / "serving_model" / "p" / "123"
-    version.mkdir(parents=True)
-    (version / "saved_model.pb").write_bytes(b"")
-    bogus = tmp_path / "bogus.png"
-    bogus.write_text("not an image")
-    code, _, err = run_cli(capsys, "predict", "--model-dir", str(tmp_path), str(bogus))
-    assert code == 1 and "bogus.png: not a readable PNG/JPEG image" in err
 
 
 def _cifar_batches() -> tuple[list[cifar_files.Batch], cifar_files.Batch]:

@@ -173,6 +173,34 @@ def test_rerun_with_a_higher_bar_reuses_the_cache_and_exits_3(first_run, higher_
     assert summary["components"]["Trainer"] < first_summary["components"]["Trainer"]
 
 
+def test_each_run_reads_only_its_own_executions(first_run, higher_bar_run):
+    """Results are read by pipeline run id, not "the newest Evaluator": after the not-blessed
+    second run, the first run's own executions still say blessed and pushed."""
+    from ml_metadata.metadata_store import metadata_store
+    from tfx.orchestration import metadata
+
+    from pipeline import run_results
+
+    _, first_summary, _, output_dir = first_run
+    _, second_summary, _ = higher_bar_run
+    assert first_summary["pipeline_run_id"] != second_summary["pipeline_run_id"]
+    store = metadata_store.MetadataStore(
+        metadata.sqlite_metadata_connection_config(os.path.join(output_dir, "metadata.sqlite"))
+    )
+    run_names = [context.name for context in store.get_contexts_by_type(run_results.PIPELINE_RUN_CONTEXT)]
+    assert {first_summary["pipeline_run_id"], second_summary["pipeline_run_id"]} <= set(run_names)
+
+    def outcome(summary: dict) -> run_results.RunOutcome:
+        return run_results.read_outcome(
+            os.path.join(output_dir, "metadata.sqlite"), "visionpipe-mnist", summary["pipeline_run_id"], [str(d) for d in range(10)]
+        )
+
+    first, second = outcome(first_summary), outcome(second_summary)
+    assert first.blessed and first.pushed_model_dir == first_summary["pushed_model_dir"]
+    assert not second.blessed and second.pushed_model_dir is None
+    assert first.test_accuracy == pytest.approx(first_summary["test_accuracy"])
+
+
 def test_bad_data_after_a_good_run_keeps_earlier_results(first_run, tmp_path, capsys):
     *_, output_dir = first_run
     summary_path = os.path.join(output_dir, "run_summary.json")

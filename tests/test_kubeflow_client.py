@@ -12,7 +12,6 @@ imports TensorFlow and takes a minute, and submission only needs a valid spec.
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 import socket
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from kubeflow import commands, package
+from kubeflow import package
 from pipeline import cli
 from tests.kfp_api_server import API, KfpApiServer
 

@@ -1,4 +1,4 @@
-"""Keras callbacks every training run uses: LR schedule, extra epoch logs, TensorBoard.
+"""Keras callbacks every training run uses: LR schedule, extra epoch logs, a log line per epoch, TensorBoard.
 
 The learning-rate schedule is ``hparams.lr_schedule`` (``trainer_module.schedules``):
 ``exponential`` is set once per epoch, ``one_cycle`` / ``cosine`` before every
@@ -17,6 +17,7 @@ import importlib.util
 from typing import Any
 
 import keras
+from absl import logging
 
 from trainer_module import schedules
 from trainer_module.models import ModelHParams
@@ -162,5 +163,21 @@ def training_callbacks(
     return [
         _learning_rate_callback(hparams, steps_per_epoch, epochs),
         EpochDiagnostics(),
+        epoch_log_callback(),
         keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"),
     ]
+
+
+def epoch_log_callback() -> keras.callbacks.Callback:
+    """One log record per epoch with its metrics (after EpochDiagnostics has added its two).
+
+    Keras prints progress to stdout, which is the console, not the run log; on
+    a terminal it is a progress bar that leaves nothing readable in a file.
+    This keeps one line per epoch in the log whatever the console shows.
+    """
+
+    def log_epoch(epoch: int, logs: dict[str, Any] | None) -> None:
+        metrics = " - ".join(f"{name}: {value:.4g}" for name, value in sorted((logs or {}).items()))
+        logging.info("Epoch %d: %s", epoch + 1, metrics)
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=log_epoch)

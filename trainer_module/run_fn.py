@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import time
 from typing import Any
 
@@ -135,6 +136,15 @@ def write_training_summary(
         handle.write(json.dumps(summary, indent=2))
 
 
+def fit_verbosity() -> int:
+    """Keras' progress bar on a terminal (an 80 s epoch shows its steps), one line per epoch otherwise.
+
+    A progress bar in a file or a pod log is thousands of carriage returns;
+    `epoch_log_callback` keeps the per-epoch line in the run log either way.
+    """
+    return 1 if sys.stdout.isatty() else 2
+
+
 def run_fn(fn_args: FnArgs) -> None:
     """Trains the configured model and exports the serving SavedModel."""
     config = TrainingConfig.from_custom_config(fn_args.custom_config)
@@ -167,7 +177,7 @@ def run_fn(fn_args: FnArgs) -> None:
             steps_per_epoch=steps_per_epoch,
             epochs=config.epochs,
         ),
-        verbose=2,
+        verbose=fit_verbosity(),
     )
     write_training_summary(fn_args.model_run_dir, config, device, time.monotonic() - fit_started, history.history)
 
