@@ -107,3 +107,48 @@ def create_run_log(output_dir: str) -> str:
     except OSError as error:
         raise OSError(f"output dir {output_dir} is not writable: {error.strerror} ({error.filename})") from None
     return log_path
+
+
+@contextlib.contextmanager
+def captured_run_logs(
+    log_path: str, extra_handlers: list[logging.Handler], verbose: bool = False
+) -> Iterator[None]:
+    """Routes all Python/absl logging to `log_path` plus `extra_handlers` for the block."""
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    root = logging.getLogger()
+    file_handler = logging.FileHandler(log_path)
+    file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    # Console handlers installed by absl or by Beam's logging.basicConfig() would
+    # echo every INFO record, and on a failure Beam's ERROR record with its
+    # whole traceback, before visionpipe's one line; silence them unless
+    # --verbose (the failure itself reaches the user as that one line, and
+    # everything is in the log). TensorFlow's logger has its own console
+    # handler and does not propagate.
+    tf_logger = logging.getLogger("tensorflow")
+    console_handlers = list(root.handlers) + list(tf_logger.handlers)
+    if absl_logging.get_absl_handler() not in console_handlers:
+        console_handlers.append(absl_logging.get_absl_handler())
+    previous_levels = [handler.level for handler in console_handlers]
+    previous_root_level, previous_verbosity = root.level, absl_logging.get_verbosity()
+
+    absl_logging.set_verbosity(absl_logging.INFO)
+    root.setLevel(logging.INFO)
+    for handler in console_handlers:
+        handler.setLevel(logging.INFO if verbose else SILENT)
+    added = [file_handler, *extra_handlers]
+    for handler in added:
+        root.addHandler(handler)
+    tf_logger.addHandler(file_handler)
+    logging.captureWarnings(True)
+    try:
+        yield
+    finally:
+        logging.captureWarnings(False)
+        for handler in added:
+            root.removeHandler(handler)
+        tf_logger.removeHandler(file_handler)
+        file_handler.close()
+        for handler, level in zip(console_handlers, previous_levels):
+            handler.setLevel(level)
+        root.setLevel(previous_root_level)
+        absl_logging.set_verbosity(previous_verbosity)

@@ -9,6 +9,7 @@ Serving cannot load, which the serving gate must refuse.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import subprocess
@@ -66,6 +67,12 @@ def test_run_pushes_a_blessed_model_and_writes_the_summary(first_run):
     # Every test example went through serving_default and matched the Evaluator's confusion matrix.
     assert report["evaluated_examples"] == 120 and report["served_accuracy"] == pytest.approx(summary["test_accuracy"])
     assert report["warmup"]["records"] == 9 and len(report["latency"]) == 9
+    # The run log has one line per epoch, whatever the console showed.
+    log_path = sorted(glob.glob(os.path.join(output_dir, "logs", "run-*.log")))[0]  # this first run's
+    with open(log_path, encoding="utf-8") as handle:
+        epoch_lines = [line for line in handle if "] Epoch " in line]
+    assert [line.split("] Epoch ")[1].split(":")[0] for line in epoch_lines] == ["1", "2"]
+    assert "val_accuracy: " in epoch_lines[-1] and "learning_rate: " in epoch_lines[-1]
 
 
 def infra_blessings(output_dir: str) -> list[tuple[str, int, int]]:

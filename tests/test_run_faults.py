@@ -138,6 +138,25 @@ def test_the_console_shows_no_native_tensorflow_log_lines(tmp_path):
     ], err
 
 
+def test_keras_shows_its_progress_bar_only_on_a_terminal(monkeypatch):
+    """An 80 s epoch shows its steps on a TTY; a file or pipe gets one line per epoch."""
+    from trainer_module import run_fn
+
+    controller, terminal = os.openpty()
+    try:
+        with os.fdopen(terminal, "w", closefd=False) as tty:
+            monkeypatch.setattr(sys, "stdout", tty)
+            assert run_fn.fit_verbosity() == 1
+        read_end, write_end = os.pipe()
+        with os.fdopen(write_end, "w") as pipe:
+            monkeypatch.setattr(sys, "stdout", pipe)
+            assert run_fn.fit_verbosity() == 2
+        os.close(read_end)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as caught:
         cli.main(["--version"])
