@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 from kubeflow import commands as kubeflow_commands
 from kubeflow.commands import add_kubeflow_parser
-from pipeline import configs, datasets, errors, output_lock, run_logging
+from pipeline import configs, datasets, errors, output_lock, preflight, run_logging
 
 
 def _bounded_int(maximum: int) -> Callable[[str], int]:
@@ -278,8 +278,9 @@ def _version_text() -> str:
 
 def _run(args: argparse.Namespace) -> int:
     """`visionpipe run`, in the order that keeps every failure one line and every log its own run's:
-    the output dir, its run lock, this run's log file, then everything else (TensorFlow included,
-    hence the late import) with native stderr going into that log."""
+    the output dir, its run lock, this run's log file, the input files' pre-flight, then the
+    pipeline (TensorFlow and TFX included, hence the late import) with native stderr going into
+    that log."""
     config = _run_config(args)
     try:
         run_logging.create_output_dir(config.output_dir)
@@ -287,10 +288,11 @@ def _run(args: argparse.Namespace) -> int:
             log_path = run_logging.create_run_log(config.output_dir)
             native_logs = contextlib.nullcontext() if args.verbose else run_logging.native_stderr_to(log_path)
             with native_logs:
+                preflight.preflight(config)  # before the 17 s import of TFX: bad input fails in a second
                 from pipeline import run_command
 
                 return run_command.run(config, log_path, verbose=args.verbose)
-    except (OSError, output_lock.OutputDirBusyError) as error:
+    except (OSError, ValueError, output_lock.OutputDirBusyError) as error:
         return errors.fail(str(error))
 
 

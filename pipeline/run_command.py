@@ -1,60 +1,17 @@
-"""`visionpipe run`: pre-flight data check, the local pipeline run, the run summary."""
+"""`visionpipe run`: the local pipeline run and its summary (after `pipeline.preflight` checked the inputs)."""
 
 from __future__ import annotations
 
 import datetime
-import os
 import time
 
-from components import cifar_format, idx_format
 from pipeline import datasets, errors, local_runner, run_logging, run_results
-from pipeline.configs import INFRA_VALIDATOR, SERVING_GATE, RunConfig
+from pipeline.configs import RunConfig
 from pipeline.progress import ComponentProgress
 
 EXIT_OK = 0
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"  # where docker-py looks without DOCKER_HOST
 EXIT_NOT_BLESSED = 3
 EXIT_NOT_SERVABLE = 4  # blessed by the Evaluator, refused by the serving check: nothing pushed
-
-
-def preflight(config: RunConfig) -> None:
-    """Validates the input files before any component starts.
-
-    Catching a truncated gzip or tarball, a bad label or a grayscale image here
-    costs seconds of streaming, gives the user the file name at once, and
-    leaves no failed executions in MLMD. Raises IdxFormatError or
-    CifarFormatError (both ValueErrors) with a one-line message.
-    """
-    if config.serving_check == INFRA_VALIDATOR:
-        check_docker_engine()
-    spec = datasets.get_dataset(config.dataset)
-    if spec.source_format == datasets.CIFAR_FORMAT:
-        source = cifar_format.detect_cifar_source(config.data_dir)
-        print(f"visionpipe: found {source.describe()}", flush=True)
-        count = cifar_format.validate_cifar_source(source)
-        print(f"visionpipe: checked {count:,} images", flush=True)
-        return
-    idx_format.validate_idx_dataset(
-        config.data_dir, image_shape=spec.image_shape[:2], num_classes=spec.num_classes
-    )
-
-
-def check_docker_engine() -> None:
-    """`--serving-check infra-validator` starts TF Serving in Docker: refuse at once if no engine answers.
-
-    TFX's InfraValidator would otherwise fail only after ExampleGen ... Evaluator
-    (minutes), with a docker-py traceback in the log. Raises ValueError.
-    """
-    import docker  # docker-py, which InfraValidator's local runner uses itself
-
-    try:
-        docker.from_env(timeout=10).ping()
-    except Exception as error:  # noqa: BLE001  (docker-py raises several unrelated types)
-        raise ValueError(
-            f"--serving-check {INFRA_VALIDATOR} runs TensorFlow Serving in Docker, but no Docker engine "
-            f"answers at {os.environ.get('DOCKER_HOST', DEFAULT_DOCKER_HOST)} ({errors.one_line(error)}); "
-            f"use --serving-check {SERVING_GATE}"
-        ) from error
 
 
 def build_summary(
@@ -96,14 +53,10 @@ def print_summary(summary: dict, summary_path: str) -> None:
 def run(config: RunConfig, log_path: str, verbose: bool = False) -> int:
     """Runs the pipeline for `config`; returns the process exit code.
 
-    The caller holds the output dir's run lock and has created `log_path`
-    (see `pipeline.cli`), so everything here may write to both.
+    The caller holds the output dir's run lock, has checked the input files
+    (`pipeline.preflight`) and created `log_path` (see `pipeline.cli`), so
+    everything here may write to both.
     """
-    try:
-        preflight(config)
-    except (idx_format.IdxFormatError, ValueError) as error:
-        return errors.fail(str(error))
-
     pipeline = local_runner.build_local_pipeline(config)
     progress = ComponentProgress(len(pipeline.components))
     run_id = local_runner.new_run_id()
