@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ tfx_bsl_compat.install()
 import tensorflow_model_analysis as tfma  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
+from bench.alternation import alternate  # noqa: E402
 from components import prediction_outcome  # noqa: E402
 from pipeline import configs, evaluator_runs  # noqa: E402
 from pipeline.definition import DEFAULT_BEAM_ARGS, EVALUATION_SPLIT, make_eval_config  # noqa: E402
@@ -86,14 +86,15 @@ def main() -> int:
     variants = {"minimal": (minimal_config(full), False), "full": (full, True)}
     print(f"model {model_dir}\ntest split {data_files}", flush=True)
 
-    seconds: dict[str, list[float]] = {name: [] for name in variants}
-    for repeat in range(args.repeats):
-        for name, (config, with_outcome) in variants.items():
-            seconds[name].append(evaluate_once(model_dir, data_files, config, with_outcome))
-            print(f"[{repeat + 1}/{args.repeats}] {name}: {seconds[name][-1]:.1f} s", flush=True)
-    medians = {name: statistics.median(values) for name, values in seconds.items()}
-    print(f"\nmedian of {args.repeats}: minimal {medians['minimal']:.1f} s, full {medians['full']:.1f} s, "
-          f"ratio {medians['full'] / medians['minimal']:.2f}x, extra {medians['full'] - medians['minimal']:.1f} s")
+    alternate(
+        {
+            name: lambda config=config, with_outcome=with_outcome: (
+                evaluate_once(model_dir, data_files, config, with_outcome), ""
+            )
+            for name, (config, with_outcome) in variants.items()
+        },
+        args.repeats,
+    )
     return 0
 
 

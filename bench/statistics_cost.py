@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-import statistics
 import sys
 import time
 
@@ -37,6 +36,7 @@ tfx_bsl_compat.install()
 import tensorflow_data_validation as tfdv  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
+from bench.alternation import alternate  # noqa: E402
 from components.anomaly_gate import IMAGE_FORMAT_HISTOGRAM, STATISTICS_OPTIONS  # noqa: E402
 from pipeline import configs, datasets, evaluator_runs  # noqa: E402
 from pipeline.definition import DEFAULT_BEAM_ARGS  # noqa: E402
@@ -75,18 +75,14 @@ def main() -> int:
     variants = options_variants(datasets.get_dataset(args.dataset).schema_path)
     print(f"examples {data_files} ({count} files)", flush=True)
 
-    seconds: dict[str, list[float]] = {name: [] for name in variants}
-    histogram: dict[str, bool] = {}
     scratch = os.path.join(args.output_dir, "bench-statistics.pb")
-    for repeat in range(args.repeats):
-        for name, options in variants.items():
-            elapsed, histogram[name] = statistics_once(data_files, options, scratch)
-            seconds[name].append(elapsed)
-            print(f"[{repeat + 1}/{args.repeats}] {name}: {elapsed:.1f} s (image format histogram: {histogram[name]})", flush=True)
+
+    def run_once(options: tfdv.StatsOptions) -> tuple[float, str]:
+        elapsed, has_histogram = statistics_once(data_files, options, scratch)
+        return elapsed, f" (image format histogram: {has_histogram})"
+
+    alternate({name: lambda options=options: run_once(options) for name, options in variants.items()}, args.repeats)
     os.remove(scratch)
-    medians = {name: statistics.median(values) for name, values in seconds.items()}
-    print(f"\nmedian of {args.repeats}: plain {medians['plain']:.1f} s, image {medians['image']:.1f} s, "
-          f"ratio {medians['image'] / medians['plain']:.2f}x, extra {medians['image'] - medians['plain']:.1f} s")
     return 0
 
 

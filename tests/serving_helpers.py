@@ -94,6 +94,14 @@ def export(model: keras.Model, transform_dir: str, image_shape: tuple[int, int, 
     return export_dir
 
 
+def trained_export(root: str, seed: int, image_shape: tuple[int, int, int], model_name: str) -> str:
+    """A real export of `model_name`, trained for one epoch on 40 synthetic images, under `root`/export."""
+    images, labels = synthetic_images(40, seed=seed, image_shape=image_shape)
+    transform_dir = write_transform_output(root, images, labels, image_shape)
+    model = trained_model(model_name, image_shape, transform_dir, images, labels)
+    return export(model, transform_dir, image_shape, os.path.join(root, "export"))
+
+
 class KerasTrackingModule(tf.Module):
     """The export as it was before issue 12: the module tracks the Keras 3 model and its variables.
 

@@ -42,11 +42,7 @@ def export_dir(tmp_path_factory) -> str:
     from tests import serving_helpers
     from trainer_module.model_names import TUTORIAL_CNN
 
-    images, labels = serving_helpers.synthetic_images(40, seed=7, image_shape=GRAY)
-    root = str(tmp_path_factory.mktemp("push-model"))
-    transform_dir = serving_helpers.write_transform_output(root, images, labels, GRAY)
-    model = serving_helpers.trained_model(TUTORIAL_CNN, GRAY, transform_dir, images, labels)
-    return serving_helpers.export(model, transform_dir, GRAY, os.path.join(root, "export"))
+    return serving_helpers.trained_export(str(tmp_path_factory.mktemp("push-model")), 7, GRAY, TUTORIAL_CNN)
 
 
 @pytest.fixture

@@ -31,11 +31,7 @@ CHUNK_HEADER = 8  # length and type
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory) -> str:
     """A real, trained, exported grayscale model (the model every test here pushes)."""
-    images, labels = serving_helpers.synthetic_images(40, seed=5, image_shape=GRAY)
-    root = str(tmp_path_factory.mktemp("predict-model"))
-    transform_dir = serving_helpers.write_transform_output(root, images, labels, GRAY)
-    model = serving_helpers.trained_model(TUTORIAL_CNN, GRAY, transform_dir, images, labels)
-    return serving_helpers.export(model, transform_dir, GRAY, os.path.join(root, "export"))
+    return serving_helpers.trained_export(str(tmp_path_factory.mktemp("predict-model")), 5, GRAY, TUTORIAL_CNN)
 
 
 def push(export: str, output_dir, version: int) -> str:
