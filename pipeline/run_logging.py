@@ -109,6 +109,19 @@ def create_run_log(output_dir: str) -> str:
     return log_path
 
 
+class RunLogHandler(logging.FileHandler):
+    """The run log's handler: a record it cannot write is dropped, not printed.
+
+    logging's default `handleError` prints "--- Logging error ---" and a
+    traceback on stderr, the console, for every record, as soon as the log's
+    disk is full; the run's failure itself already reaches the user as its one
+    line (and the log keeps what fit).
+    """
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802  (logging's method name)
+        del record
+
+
 @contextlib.contextmanager
 def captured_run_logs(
     log_path: str, extra_handlers: list[logging.Handler], verbose: bool = False
@@ -116,7 +129,7 @@ def captured_run_logs(
     """Routes all Python/absl logging to `log_path` plus `extra_handlers` for the block."""
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     root = logging.getLogger()
-    file_handler = logging.FileHandler(log_path)
+    file_handler = RunLogHandler(log_path)
     file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
     # Console handlers installed by absl or by Beam's logging.basicConfig() would
     # echo every INFO record, and on a failure Beam's ERROR record with its
