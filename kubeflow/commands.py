@@ -15,6 +15,7 @@ from collections.abc import Callable
 from kubeflow.client import DEFAULT_COOKIE_ENV, DEFAULT_TOKEN_ENV
 from kubeflow.package import PACKAGE_FILENAME
 from kubeflow.settings import DATA_ROOT_PARAMETER
+from pipeline import errors
 
 DEFAULT_EXPERIMENT = "visionpipe"
 DEFAULT_WAIT_TIMEOUT_SECONDS = 24 * 3600
@@ -156,8 +157,7 @@ def main(args: argparse.Namespace, run_config: Callable[..., object]) -> int:
             return _run(args)
         return _status(args)
     except (KubeflowConfigError, KubeflowClientError, PackageError) as error:
-        print(f"visionpipe: error: {error}", file=sys.stderr)
-        return 1
+        return errors.fail(str(error))
 
 
 def _compile(args: argparse.Namespace, run_config: Callable[..., object]) -> int:
@@ -217,12 +217,10 @@ def _run(args: argparse.Namespace) -> int:
         on_change=lambda status, elapsed: print(f"  [{elapsed:7.0f} s] {status.state}", flush=True),
     )
     if not final.finished:
-        print(f"visionpipe: error: run {run_id} still {final.state} after {args.timeout} s", file=sys.stderr)
-        return 1
+        return errors.fail(f"run {run_id} still {final.state} after {args.timeout} s")
     if final.state != "SUCCEEDED":
         detail = f": {final.error}" if final.error else ""
-        print(f"visionpipe: error: run {run_id} {final.state}{detail}", file=sys.stderr)
-        return 1
+        return errors.fail(f"run {run_id} {final.state}{detail}")
     print(f"visionpipe: run {run_id} SUCCEEDED")
     return 0
 

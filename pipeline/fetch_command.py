@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import sys
 
+from pipeline import errors
 from pipeline import fetch as fetch_lib
 
 DEFAULT_DATA_ROOT = "data"
@@ -20,8 +20,7 @@ def fetch(dataset: str, data_dir: str | None, deadline: float | None = None) -> 
     try:
         paths = fetch_lib.fetch_dataset(dataset, target, deadline=deadline)
     except fetch_lib.FetchError as error:
-        print(f"visionpipe: error: {error}", file=sys.stderr, flush=True)
-        return 1
+        return errors.fail(str(error))
     print(f"visionpipe: {dataset}: {len(paths)} files ready in {os.path.abspath(target)}")
     print(f"  next: visionpipe run --dataset {dataset} --data-dir {target}")
     return 0

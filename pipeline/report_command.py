@@ -8,9 +8,8 @@ An earlier report at the same path is replaced only by a complete new one.
 from __future__ import annotations
 
 import os
-import sys
 
-from pipeline import report_data, report_html, run_results
+from pipeline import errors, report_data, report_html, run_results
 from pipeline.eval_results import EvalResultError
 from pipeline.evaluator_runs import NoEvaluationError
 from pipeline.worst_examples import WorstExamplesError
@@ -28,8 +27,7 @@ def write_report(data: report_data.ReportData, path: str) -> int:
     try:
         run_results.write_text_atomically(path, page)
     except OSError as error:
-        print(f"visionpipe: error: {path}: cannot write the report ({error.strerror})", file=sys.stderr, flush=True)
-        return 1
+        return errors.fail(f"{path}: cannot write the report ({error.strerror})")
     _progress(f"wrote {path} ({len(page.encode('utf-8')) / 1024:.0f} KiB)")
     return 0
 
@@ -38,6 +36,5 @@ def report(output_dir: str, out: str | None, worst_count: int) -> int:
     try:
         data = report_data.gather(output_dir, worst_count, progress=_progress)
     except (NoEvaluationError, EvalResultError, WorstExamplesError) as error:
-        print(f"visionpipe: error: {error}", file=sys.stderr, flush=True)
-        return 1
+        return errors.fail(str(error))
     return write_report(data, out or os.path.join(output_dir, REPORT_FILE))

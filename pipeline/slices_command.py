@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 from typing import Any
 
-from pipeline import configs, eval_results, evaluator_runs
+from pipeline import configs, errors, eval_results, evaluator_runs
 from pipeline.eval_results import Evaluation, EvalResultError, Failure, SliceRow
 from pipeline.serving_verdicts import ServingVerdict, serving_verdict
 
@@ -35,11 +34,6 @@ def class_names_for(uri: str) -> list[str] | None:
         if spec is not None:
             return list(spec.class_names)
     return None
-
-
-def _fail(message: str) -> int:
-    print(f"visionpipe: error: {message}", file=sys.stderr, flush=True)
-    return 1
 
 
 def _value_order(value: Any) -> tuple:
@@ -273,10 +267,10 @@ def slices(output_dir: str | None, eval_dir: str | None, metric: str, sort: str 
         uri, serving = find_evaluation(output_dir, eval_dir)
         evaluation = eval_results.load_evaluation(uri)
     except EvalResultError as error:
-        return _fail(str(error))
+        return errors.fail(str(error))
     if metric not in evaluation.metric_names():
         available = ", ".join(evaluation.metric_names()) or "none"
-        return _fail(f"{evaluation.uri}: no metric {metric!r} in this evaluation (available: {available})")
+        return errors.fail(f"{evaluation.uri}: no metric {metric!r} in this evaluation (available: {available})")
     rows = ordered_rows(evaluation, metric, sort)
     if as_json:
         print(json.dumps(to_json(evaluation, rows, metric, serving), indent=2, allow_nan=False))
