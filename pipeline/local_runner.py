@@ -27,7 +27,8 @@ from tfx.orchestration.local import local_dag_runner  # noqa: E402
 from tfx.orchestration.portable import runtime_parameter_utils  # noqa: E402
 from tfx.proto.orchestration import pipeline_pb2  # noqa: E402
 
-from pipeline import definition, output_lock  # noqa: E402
+from pipeline import definition, errors, output_lock, run_logging  # noqa: E402
+from pipeline.progress import ComponentProgress  # noqa: E402
 from pipeline.configs import RunConfig  # noqa: E402
 
 ENVIRONMENT_SETTINGS = {
@@ -97,8 +98,33 @@ def run_pipeline(pipeline: tfx.dsl.Pipeline, run_id: str) -> None:
     NamedRunLocalDagRunner(run_id).run(pipeline)
 
 
+class LoggedRunLocalDagRunner(NamedRunLocalDagRunner):
+    """For runs the TFX CLI starts: the console of `visionpipe run` (a line per component), every
+    log line, native ones included, in `<output-dir>/logs/run-*.log`.
+
+    The set-up happens in `run_with_ir`, which only a real run reaches: `tfx
+    pipeline create` patches `run` to capture the pipeline without running
+    it, and then no log file is made.
+    """
+
+    def __init__(self, run_id: str, output_dir: str) -> None:
+        super().__init__(run_id)
+        self.output_dir = output_dir
+
+    def run_with_ir(self, pipeline: pipeline_pb2.Pipeline, run_options: pipeline_pb2.RunOptions | None = None) -> None:
+        log_path = run_logging.create_run_log(self.output_dir)
+        progress = ComponentProgress(len(pipeline.nodes))
+        print(f"visionpipe: {pipeline.pipeline_info.id} (log: {log_path})", flush=True)
+        try:
+            with run_logging.native_stderr_to(log_path), run_logging.captured_run_logs(log_path, [progress]):
+                super().run_with_ir(pipeline, run_options=run_options)
+        except Exception as error:  # pylint: disable=broad-except  (one line for the TFX CLI's console)
+            where = progress.current_component or "pipeline"
+            raise SystemExit(errors.fail(f"{where} failed: {errors.one_line(error)} (full log: {log_path})")) from None
+
+
 if __name__ == "__main__":
     script_config = config_from_environment()
     script_pipeline = build_local_pipeline(script_config)
     with output_lock.exclusive_output_dir(script_config.output_dir):
-        run_pipeline(script_pipeline, new_run_id())
+        LoggedRunLocalDagRunner(new_run_id(), script_config.output_dir).run(script_pipeline)

@@ -374,6 +374,9 @@ def test_tfx_cli_creates_and_runs_the_same_pipeline(first_run, tmp_path):
         )
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert os.path.isfile(os.path.join(tmp_path, "tfx", "local", "visionpipe-mnist", "pipeline_args.json"))
+    # The run prints visionpipe's progress lines; Beam's and TFX's INFO lines go to the run log.
+    assert "] FileBasedExampleGen done in " in result.stdout and "] Pusher done in " in result.stdout, result.stdout
+    assert "Component FileBasedExampleGen is running" not in result.stdout + result.stderr
 
 
 def test_a_model_tf_serving_cannot_load_is_refused_and_nothing_is_pushed(first_run, monkeypatch, capsys):
