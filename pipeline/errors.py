@@ -32,6 +32,11 @@ def one_line(error: BaseException) -> str:
     return message or type(cause).__name__
 
 
+def run_failure(component: str | None, error: BaseException, log_path: str) -> str:
+    """`<component> failed: <root cause> (full log: <path>)`: how a failed pipeline run reports itself."""
+    return f"{component or 'pipeline'} failed: {one_line(error)} (full log: {log_path})"
+
+
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130  # Ctrl-C: the shell's code for a process ended by SIGINT
 

@@ -119,8 +119,7 @@ class LoggedRunLocalDagRunner(NamedRunLocalDagRunner):
             with run_logging.native_stderr_to(log_path), run_logging.captured_run_logs(log_path, [progress]):
                 super().run_with_ir(pipeline, run_options=run_options)
         except Exception as error:  # pylint: disable=broad-except  (one line for the TFX CLI's console)
-            where = progress.current_component or "pipeline"
-            raise SystemExit(errors.fail(f"{where} failed: {errors.one_line(error)} (full log: {log_path})")) from None
+            raise SystemExit(errors.fail(errors.run_failure(progress.current_component, error, log_path))) from None
 
 
 if __name__ == "__main__":

@@ -77,8 +77,7 @@ def run(config: RunConfig, log_path: str, verbose: bool = False) -> int:
         )
         return errors.EXIT_INTERRUPTED
     except Exception as error:  # pylint: disable=broad-except  (report every failure)
-        where = progress.current_component or "pipeline"
-        return errors.fail(f"{where} failed: {errors.one_line(error)} (full log: {log_path})")
+        return errors.fail(errors.run_failure(progress.current_component, error, log_path))
     total = time.monotonic() - started
 
     spec = datasets.get_dataset(config.dataset)

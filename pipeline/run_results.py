@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import tensorflow_model_analysis as tfma
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tfx.dsl.compiler import constants as compiler_constants
 from tfx.orchestration import metadata
 
 from components.confusion_matrix import CANDIDATE_MODEL_NAMES
@@ -37,24 +38,24 @@ class RunOutcome:
     serving_check: ServingVerdict | None  # the trained model's serving check (None: it did not run)
 
 
-PIPELINE_RUN_CONTEXT = "pipeline_run"  # TFX's context type for one run: its name is the run id
+def _run_execution_ids(store: metadata_store.MetadataStore, run_id: str) -> set[int]:
+    """The executions of run `run_id`: those in its `pipeline_run` context (cache hits included)."""
+    run = store.get_context_by_type_and_name(compiler_constants.PIPELINE_RUN_CONTEXT_TYPE_NAME, run_id)
+    return {execution.id for execution in store.get_executions_by_context(run.id)} if run is not None else set()
 
 
 def _run_outputs(
-    store: metadata_store.MetadataStore, pipeline_name: str, run_id: str, node_id: str
+    store: metadata_store.MetadataStore, pipeline_name: str, in_run: set[int], node_id: str
 ) -> dict[str, metadata_store_pb2.Artifact]:
-    """Output key -> artifact of one pipeline node's execution in run `run_id`.
+    """Output key -> artifact of one pipeline node's execution among the run's executions `in_run`.
 
     An execution belongs to its node's context and to its run's context; the
-    intersection is this run's execution of that node (a cache hit is an
-    execution of this run too). Another run writing into the same store never
-    shows up here.
+    intersection is this run's execution of that node. Another run writing
+    into the same store never shows up here.
     """
-    node = store.get_context_by_type_and_name("node", f"{pipeline_name}.{node_id}")
-    run = store.get_context_by_type_and_name(PIPELINE_RUN_CONTEXT, run_id)
-    if node is None or run is None:
+    node = store.get_context_by_type_and_name(compiler_constants.NODE_CONTEXT_TYPE_NAME, f"{pipeline_name}.{node_id}")
+    if node is None:
         return {}
-    in_run = {execution.id for execution in store.get_executions_by_context(run.id)}
     executions = [execution for execution in store.get_executions_by_context(node.id) if execution.id in in_run]
     if not executions:
         return {}
@@ -91,18 +92,19 @@ def read_outcome(
     store = metadata_store.MetadataStore(
         metadata.sqlite_metadata_connection_config(metadata_path)
     )
-    evaluator_outputs = _run_outputs(store, pipeline_name, run_id, "Evaluator")
+    in_run = _run_execution_ids(store, run_id)
+    evaluator_outputs = _run_outputs(store, pipeline_name, in_run, "Evaluator")
     blessing = evaluator_outputs.get("blessing")
     evaluation = evaluator_outputs.get("evaluation")
     blessed = bool(blessing is not None and int_property(blessing, "blessed"))
 
     pushed_dir = None
-    pushed = _run_outputs(store, pipeline_name, run_id, "Pusher").get("pushed_model")
+    pushed = _run_outputs(store, pipeline_name, in_run, "Pusher").get("pushed_model")
     if blessed and pushed is not None and int_property(pushed, "pushed"):
         pushed_dir = string_property(pushed, "pushed_destination") or None
 
     training: dict = {}
-    trainer_outputs = _run_outputs(store, pipeline_name, run_id, "Trainer")
+    trainer_outputs = _run_outputs(store, pipeline_name, in_run, "Trainer")
     model_run = trainer_outputs.get("model_run")  # run_fn writes its summary into the model_run dir
     summary_path = os.path.join(model_run.uri, TRAINING_SUMMARY_FILE) if model_run is not None else ""
     if os.path.isfile(summary_path):

@@ -184,6 +184,7 @@ def test_each_run_reads_only_its_own_executions(first_run, higher_bar_run):
     """Results are read by pipeline run id, not "the newest Evaluator": after the not-blessed
     second run, the first run's own executions still say blessed and pushed."""
     from ml_metadata.metadata_store import metadata_store
+    from tfx.dsl.compiler import constants
     from tfx.orchestration import metadata
 
     from pipeline import run_results
@@ -194,7 +195,7 @@ def test_each_run_reads_only_its_own_executions(first_run, higher_bar_run):
     store = metadata_store.MetadataStore(
         metadata.sqlite_metadata_connection_config(os.path.join(output_dir, "metadata.sqlite"))
     )
-    run_names = [context.name for context in store.get_contexts_by_type(run_results.PIPELINE_RUN_CONTEXT)]
+    run_names = [context.name for context in store.get_contexts_by_type(constants.PIPELINE_RUN_CONTEXT_TYPE_NAME)]
     assert {first_summary["pipeline_run_id"], second_summary["pipeline_run_id"]} <= set(run_names)
 
     def outcome(summary: dict) -> run_results.RunOutcome:
