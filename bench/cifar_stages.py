@@ -36,8 +36,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from bench.results_io import save_results
 from bench.run_artifacts import newest  # noqa: E402
 from components import cifar_files, cifar_format, example_splits  # noqa: E402
-from pipeline import configs, datasets, definition, run_logging  # noqa: E402
-from pipeline.progress import ComponentProgress  # noqa: E402
+from pipeline import configs, datasets, definition  # noqa: E402
+from pipeline.plumbing import run_logging  # noqa: E402
+from pipeline.plumbing.progress import ComponentProgress  # noqa: E402
 from trainer_module import features, model_names  # noqa: E402
 
 CIFAR_MODELS = (model_names.LENET5, model_names.MOBILENET_V2, model_names.RESNET9)

@@ -27,7 +27,7 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from pipeline import tfx_bsl_compat  # noqa: E402  (before TFMA/TFDV imports)
+from components import tfx_bsl_compat  # noqa: E402  (before TFMA/TFDV imports)
 
 tfx_bsl_compat.install()
 
@@ -36,7 +36,8 @@ from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
 from bench.alternation import alternate  # noqa: E402
 from components import prediction_outcome  # noqa: E402
-from pipeline import configs, evaluator_runs  # noqa: E402
+from pipeline import configs  # noqa: E402
+from pipeline.inspect import evaluator_runs  # noqa: E402
 from pipeline.definition import DEFAULT_BEAM_ARGS, EVALUATION_SPLIT, make_eval_config  # noqa: E402
 from trainer_module import features  # noqa: E402
 

@@ -106,7 +106,7 @@ def plain_keras(config: configs.RunConfig, work_dir: str) -> dict:
 
 
 def run_pipeline(config: configs.RunConfig) -> dict:
-    from pipeline import run_command
+    from pipeline.cli import run_command
 
     started = time.monotonic()
     code = run_command.run(config)

@@ -36,7 +36,7 @@ from unittest import mock
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from pipeline import tfx_bsl_compat  # noqa: E402  (before TFX/TFT imports)
+from components import tfx_bsl_compat  # noqa: E402  (before TFX/TFT imports)
 
 tfx_bsl_compat.install()
 
@@ -46,8 +46,9 @@ import tensorflow_transform as tft  # noqa: E402
 from bench.results_io import save_results  # noqa: E402
 from bench.run_artifacts import newest  # noqa: E402
 from components.serving_check import checks, probe, serving_requests  # noqa: E402
-from pipeline import configs, datasets, evaluator_runs  # noqa: E402
-from pipeline.predict import resolve_model_dir  # noqa: E402
+from pipeline import configs, datasets  # noqa: E402
+from pipeline.inspect import evaluator_runs  # noqa: E402
+from pipeline.cli.predict import resolve_model_dir  # noqa: E402
 from trainer_module import models, serving  # noqa: E402
 from trainer_module.signatures import EXAMPLE_SIGNATURE, IMAGE_SIGNATURE  # noqa: E402
 

@@ -29,7 +29,7 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from pipeline import tfx_bsl_compat  # noqa: E402  (before TFDV imports)
+from components import tfx_bsl_compat  # noqa: E402  (before TFDV imports)
 
 tfx_bsl_compat.install()
 
@@ -38,7 +38,8 @@ from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
 from bench.alternation import alternate  # noqa: E402
 from components.anomaly_gate import IMAGE_FORMAT_HISTOGRAM, STATISTICS_OPTIONS  # noqa: E402
-from pipeline import configs, datasets, evaluator_runs  # noqa: E402
+from pipeline import configs, datasets  # noqa: E402
+from pipeline.inspect import evaluator_runs  # noqa: E402
 from pipeline.definition import DEFAULT_BEAM_ARGS  # noqa: E402
 
 

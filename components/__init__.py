@@ -1,5 +1,9 @@
-"""visionpipe components package."""
+"""visionpipe's custom TFX components and the readers they share.
 
-from pipeline import tfx_bsl_compat as _tfx_bsl_compat
+The tfx-bsl shim is installed here, before any module of this package can
+import TFDV (see `components/tfx_bsl_compat.py` for why it still earns its place).
+"""
+
+from components import tfx_bsl_compat as _tfx_bsl_compat
 
 _tfx_bsl_compat.install()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from kubeflow.client import DEFAULT_COOKIE_ENV, DEFAULT_TOKEN_ENV
 from kubeflow.package import PACKAGE_FILENAME
 from kubeflow.settings import DATA_ROOT_PARAMETER
-from pipeline import errors
+from pipeline.plumbing import errors
 
 DEFAULT_EXPERIMENT = "visionpipe"
 DEFAULT_WAIT_TIMEOUT_SECONDS = 24 * 3600

@@ -1,9 +1,5 @@
-"""visionpipe pipeline package: pipeline definition, runners and the CLI.
+"""visionpipe's pipeline: run config, dataset facts, the TFX pipeline definition, the local runner.
 
-The tfx-bsl compatibility shim is installed here, before anything can import
-TFDV (see `pipeline/tfx_bsl_compat.py` for why).
+Subpackages: `cli` (the `visionpipe` command), `inspect` (readers of finished
+runs), `plumbing` (logging, progress, run lock, errors).
 """
-
-from pipeline import tfx_bsl_compat as _tfx_bsl_compat
-
-_tfx_bsl_compat.install()

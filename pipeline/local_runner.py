@@ -27,8 +27,9 @@ from tfx.orchestration.local import local_dag_runner  # noqa: E402
 from tfx.orchestration.portable import runtime_parameter_utils  # noqa: E402
 from tfx.proto.orchestration import pipeline_pb2  # noqa: E402
 
-from pipeline import definition, errors, output_lock, run_logging  # noqa: E402
-from pipeline.progress import ComponentProgress  # noqa: E402
+from pipeline import definition  # noqa: E402
+from pipeline.plumbing import errors, output_lock, run_logging  # noqa: E402
+from pipeline.plumbing.progress import ComponentProgress  # noqa: E402
 from pipeline.configs import RunConfig  # noqa: E402
 
 ENVIRONMENT_SETTINGS = {

@@ -238,7 +238,7 @@ def test_a_kill_when_the_push_creates_its_dir_leaves_no_version(blessing_uri, tm
 def test_an_older_crash_is_moved_aside_and_predict_no_longer_picks_it(blessing_uri, export_dir, tmp_path, capsys, caplog):
     from PIL import Image
 
-    from pipeline import cli
+    from pipeline.cli import main as cli
 
     base = tmp_path / "serving_model" / "visionpipe-test"
     complete = shutil.copytree(export_dir, base / "100")

@@ -15,7 +15,8 @@ import tensorflow_model_analysis as tfma
 from PIL import Image
 
 from components import cifar_files, cifar_format
-from pipeline import cli, datasets
+from pipeline.cli import main as cli
+from pipeline import datasets
 
 
 @pytest.fixture(scope="module")

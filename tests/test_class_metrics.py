@@ -44,7 +44,7 @@ def binarized_config():
 
 
 def per_class(uri: str) -> dict[str, dict[int, dict[str, float]]]:
-    from pipeline import eval_results
+    from pipeline.inspect import eval_results
 
     return {row.slice: row.class_metrics for row in eval_results.load_evaluation(uri).rows}
 

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from components import cifar_files, idx_format
-from pipeline import cli
+from pipeline.cli import main as cli
 from tests.conftest import write_idx_dataset
 
 

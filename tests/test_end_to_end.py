@@ -18,7 +18,7 @@ import sys
 import pytest
 
 from components.image_examples import encode_png
-from pipeline import cli
+from pipeline.cli import main as cli
 from tests.conftest import synthetic_digits, write_idx_dataset
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -187,7 +187,7 @@ def test_each_run_reads_only_its_own_executions(first_run, higher_bar_run):
     from tfx.dsl.compiler import constants
     from tfx.orchestration import metadata
 
-    from pipeline import run_results
+    from pipeline.inspect import run_results
 
     _, first_summary, _, output_dir = first_run
     _, second_summary, _ = higher_bar_run
@@ -311,7 +311,7 @@ def true_class_probabilities_through_the_image_signature(examples_uri: str, mode
 
 
 def test_report_of_the_not_blessed_run_renders_offline(first_run, higher_bar_run, tmp_path, capsys):
-    from pipeline import evaluator_runs, report_data
+    from pipeline.inspect import evaluator_runs, report_data
     from tests import headless_browser
     from tests.test_report import assert_painted, assert_report_dom
 

@@ -1,4 +1,4 @@
-"""Tests for pipeline.fetch against a real loopback HTTP server that supports Range."""
+"""Tests for pipeline.cli.fetch against a real loopback HTTP server that supports Range."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from components.idx_format import IDX_FILE_STEMS
-from pipeline import fetch_command
-from pipeline.fetch import (
+from pipeline.cli import fetch_command
+from pipeline.cli.fetch import (
     DATASET_SOURCES,
     MIRROR_ENV_VAR,
     FetchError,

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from kubeflow import package
-from pipeline import cli
+from pipeline.cli import main as cli
 from tests.kfp_api_server import API, KfpApiServer
 
 TOKEN = "t0ken-for-tests"

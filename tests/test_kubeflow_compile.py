@@ -21,7 +21,8 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kubeflow import package, runner, settings
-from pipeline import cli, configs, datasets, definition, local_runner
+from pipeline.cli import main as cli
+from pipeline import configs, datasets, definition, local_runner
 from pipeline.configs import RunConfig
 
 IMAGE = "registry.example.com/ml/visionpipe:0.1.0"

@@ -200,7 +200,7 @@ def test_parsers_see_the_dockerfile_and_the_ignore_file(
     }
     for path in KEPT_OUT:
         assert dockerignore.excluded(path), f"{path} should be kept out of the build context"
-    assert not dockerignore.excluded("pipeline/cli.py")
+    assert not dockerignore.excluded("pipeline/cli/main.py")
 
 
 def test_copied_sources_exist_and_reach_the_build_context(

@@ -15,7 +15,7 @@ from kubeflow.settings import (
     check_image_reference,
     check_node_selector,
 )
-from pipeline import cli
+from pipeline.cli import main as cli
 
 DIGEST = "sha256:" + "ab" * 32
 

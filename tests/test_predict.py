@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import cli
+from pipeline.cli import main as cli
 from tests import serving_helpers
 from trainer_module.model_names import TUTORIAL_CNN
 

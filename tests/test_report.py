@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from components.image_examples import encode_png
-from pipeline import eval_results, report_html
-from pipeline.report_data import ReportData, TrendPoint
-from pipeline.worst_examples import WorstExample
+from pipeline.inspect import eval_results, report_html
+from pipeline.inspect.report_data import ReportData, TrendPoint
+from pipeline.inspect.worst_examples import WorstExample
 from tests import headless_browser
 from tests.test_cli import run_cli
 from tests.tfma_evaluation import CLASS_NAMES, synthetic_predictions, write_evaluation
@@ -120,7 +120,7 @@ def test_sections_without_data_say_so(report_data):
 
 def test_serving_check_section_shows_the_verdict_and_latency(report_data):
     from components.serving_check.checks import ServingCheck
-    from pipeline.serving_verdicts import ServingVerdict
+    from pipeline.inspect.serving_verdicts import ServingVerdict
 
     assert "No serving check ran for this model." in report_html.render(report_data)
     latency = [
@@ -277,7 +277,7 @@ def test_report_without_the_evaluated_model_names_its_folder(recorded_output_dir
 
 
 def test_report_to_an_unwritable_path_is_one_error_line(recorded_output_dir, report_data, tmp_path, capsys):
-    from pipeline import report_command
+    from pipeline.cli import report_command
 
     target = tmp_path / "not-a-dir"
     target.write_text("a file, so nothing can be written below it")

@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from pipeline import cli, output_lock
+from pipeline.cli import main as cli
+from pipeline.plumbing import output_lock
 from tests.filesystems import tmpfs
 from tests.test_cli import assert_failed_cleanly, run_cli
 

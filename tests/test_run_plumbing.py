@@ -8,9 +8,10 @@ import logging
 
 import pytest
 
-from pipeline import datasets, errors, local_runner
+from pipeline import datasets, local_runner
+from pipeline.plumbing import errors
 from pipeline.configs import RunConfig
-from pipeline.progress import ComponentProgress
+from pipeline.plumbing.progress import ComponentProgress
 
 
 def emit(handler: logging.Handler, message: str, *args: object) -> None:

@@ -22,7 +22,7 @@ from tensorflow_serving.apis import classification_pb2, prediction_log_pb2
 
 from components.confusion_matrix import count_matrix
 from components.serving_check import checks, probe, serving_requests
-from pipeline import cli
+from pipeline.cli import main as cli
 from tests import serving_helpers
 from trainer_module import signatures
 from trainer_module.model_names import MODEL_NAMES, DEEP_CNN, TUTORIAL_CNN

@@ -17,8 +17,8 @@ import shutil
 import numpy as np
 import pytest
 
-from pipeline import slices_command
-from pipeline.eval_results import Evaluation, Failure, SliceRow, Verdict
+from pipeline.cli import slices_command
+from pipeline.inspect.eval_results import Evaluation, Failure, SliceRow, Verdict
 from tests.test_cli import run_cli
 from tests.tfma_evaluation import CLASS_NAMES, synthetic_predictions, write_evaluation
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline import tfx_bsl_compat
+from components import tfx_bsl_compat
 
 
 def test_tfdv_imports_with_the_shim():

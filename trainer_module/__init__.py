@@ -1,5 +1,1 @@
-"""visionpipe trainer_module package."""
-
-from pipeline import tfx_bsl_compat as _tfx_bsl_compat
-
-_tfx_bsl_compat.install()
+"""visionpipe trainer_module package: the Transform's preprocessing_fn, the Trainer's run_fn, the models."""

@@ -17,9 +17,10 @@ import json
 import os
 import tempfile
 
-from pipeline import configs, errors
+from pipeline import configs
+from pipeline.plumbing import errors
 from trainer_module.signatures import METHOD_NAMES
-from pipeline.predict import ModelNotFoundError, resolve_model_dir
+from pipeline.cli.predict import ModelNotFoundError, resolve_model_dir
 
 EXIT_OK = 0
 

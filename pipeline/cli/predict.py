@@ -32,7 +32,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from components import pushed_versions
-from pipeline import errors
+from pipeline.plumbing import errors
 
 SAVED_MODEL_FILE = pushed_versions.SAVED_MODEL_FILE
 SUPPORTED_FORMATS = ("PNG", "JPEG")

@@ -13,9 +13,11 @@ import math
 import os
 from typing import Any
 
-from pipeline import configs, errors, eval_results, evaluator_runs
-from pipeline.eval_results import Evaluation, EvalResultError, Failure, SliceRow
-from pipeline.serving_verdicts import ServingVerdict, serving_verdict
+from pipeline import configs
+from pipeline.plumbing import errors
+from pipeline.inspect import eval_results, evaluator_runs
+from pipeline.inspect.eval_results import Evaluation, EvalResultError, Failure, SliceRow
+from pipeline.inspect.serving_verdicts import ServingVerdict, serving_verdict
 
 SORT_WORST = "worst"
 LABEL_COLUMN = "label"

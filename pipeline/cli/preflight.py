@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 
 from components import cifar_format, idx_format
-from pipeline import datasets, errors
+from pipeline import datasets
+from pipeline.plumbing import errors
 from pipeline.configs import INFRA_VALIDATOR, SERVING_GATE, RunConfig
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"  # where docker-py looks without DOCKER_HOST

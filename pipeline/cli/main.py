@@ -17,7 +17,9 @@ from collections.abc import Callable, Sequence
 
 from kubeflow import commands as kubeflow_commands
 from kubeflow.commands import add_kubeflow_parser
-from pipeline import configs, datasets, errors, output_lock, preflight, run_logging
+from pipeline import configs, datasets
+from pipeline.plumbing import errors, output_lock, run_logging
+from pipeline.cli import preflight
 
 
 def _bounded_int(maximum: int) -> Callable[[str], int]:
@@ -289,7 +291,7 @@ def _run(args: argparse.Namespace) -> int:
             native_logs = contextlib.nullcontext() if args.verbose else run_logging.native_stderr_to(log_path)
             with native_logs:
                 preflight.preflight(config)  # before the 17 s import of TFX: bad input fails in a second
-                from pipeline import run_command
+                from pipeline.cli import run_command
 
                 return run_command.run(config, log_path, verbose=args.verbose)
     except (OSError, ValueError, output_lock.OutputDirBusyError) as error:
@@ -300,7 +302,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return _run(args)
     if args.command == "fetch":
-        from pipeline import fetch_command
+        from pipeline.cli import fetch_command
 
         return fetch_command.fetch(args.dataset, args.data_dir, getattr(args, "deadline", None))
     # The other commands print tables, JSON or one line per file: TF's
@@ -315,7 +317,7 @@ def _dispatch_inspection(args: argparse.Namespace) -> int:
     if args.command in ("slices", "report"):
         run_logging.quiet_library_warnings()
     if args.command == "slices":
-        from pipeline import slices_command
+        from pipeline.cli import slices_command
 
         return slices_command.slices(
             output_dir=args.output_dir,
@@ -325,14 +327,14 @@ def _dispatch_inspection(args: argparse.Namespace) -> int:
             as_json=args.json,
         )
     if args.command == "report":
-        from pipeline import report_command
+        from pipeline.cli import report_command
 
         return report_command.report(args.output_dir, args.out, args.worst)
     if args.command == "serve-check":
-        from pipeline import serve_check_command
+        from pipeline.cli import serve_check_command
 
         return serve_check_command.serve_check(args.model_dir, getattr(args, "examples", None), args.json)
-    from pipeline import predict
+    from pipeline.cli import predict
 
     return predict.predict_files(args.model_dir, args.images)
 

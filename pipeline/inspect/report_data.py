@@ -1,6 +1,6 @@
 """What `visionpipe report` shows, gathered before any HTML is written.
 
-Kept apart from the renderer (pipeline/report_html.py) so that the renderer
+Kept apart from the renderer (pipeline/inspect/report_html.py) so that the renderer
 is a pure function of this data (tests build it by hand), while the gathering
 (ML Metadata, TFMA's loaders, running the model over the test split) is
 tested on a real pipeline run.
@@ -15,11 +15,12 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from pipeline import configs, eval_results, evaluator_runs, run_results, worst_examples
-from pipeline.eval_results import Evaluation
-from pipeline.evaluator_runs import EvaluatorRun
-from pipeline.serving_verdicts import ServingVerdict, serving_verdict
-from pipeline.worst_examples import WorstExample
+from pipeline import configs
+from pipeline.inspect import eval_results, evaluator_runs, run_results, worst_examples
+from pipeline.inspect.eval_results import Evaluation
+from pipeline.inspect.evaluator_runs import EvaluatorRun
+from pipeline.inspect.serving_verdicts import ServingVerdict, serving_verdict
+from pipeline.inspect.worst_examples import WorstExample
 
 
 @dataclasses.dataclass(frozen=True)

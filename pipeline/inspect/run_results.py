@@ -20,8 +20,8 @@ from tfx.dsl.compiler import constants as compiler_constants
 from tfx.orchestration import metadata
 
 from components.confusion_matrix import CANDIDATE_MODEL_NAMES
-from pipeline.metadata_queries import OUTPUT_EVENTS, artifacts_by_key, int_property, string_property
-from pipeline.serving_verdicts import ServingVerdict, serving_verdict
+from pipeline.inspect.metadata_queries import OUTPUT_EVENTS, artifacts_by_key, int_property, string_property
+from pipeline.inspect.serving_verdicts import ServingVerdict, serving_verdict
 from trainer_module.run_fn import TRAINING_SUMMARY_FILE
 
 ACCURACY_KEY = "sparse_categorical_accuracy"

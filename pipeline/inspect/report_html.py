@@ -14,9 +14,10 @@ import html
 from collections.abc import Iterable, Sequence
 
 from components.confusion_matrix import padded
-from pipeline import report_charts, run_results, slices_command
-from pipeline.report_data import ReportData, TrendPoint
-from pipeline.worst_examples import WorstExample
+from pipeline.inspect import report_charts, run_results
+from pipeline.cli import slices_command
+from pipeline.inspect.report_data import ReportData, TrendPoint
+from pipeline.inspect.worst_examples import WorstExample
 
 CONTENT_SECURITY_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 

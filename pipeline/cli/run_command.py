@@ -1,13 +1,15 @@
-"""`visionpipe run`: the local pipeline run and its summary (after `pipeline.preflight` checked the inputs)."""
+"""`visionpipe run`: the local pipeline run and its summary (after `pipeline.cli.preflight` checked the inputs)."""
 
 from __future__ import annotations
 
 import datetime
 import time
 
-from pipeline import datasets, errors, local_runner, run_logging, run_results
+from pipeline import datasets, local_runner
+from pipeline.plumbing import errors, run_logging
+from pipeline.inspect import run_results
 from pipeline.configs import RunConfig
-from pipeline.progress import ComponentProgress
+from pipeline.plumbing.progress import ComponentProgress
 
 EXIT_OK = 0
 EXIT_NOT_BLESSED = 3
@@ -54,7 +56,7 @@ def run(config: RunConfig, log_path: str, verbose: bool = False) -> int:
     """Runs the pipeline for `config`; returns the process exit code.
 
     The caller holds the output dir's run lock, has checked the input files
-    (`pipeline.preflight`) and created `log_path` (see `pipeline.cli`), so
+    (`pipeline.cli.preflight`) and created `log_path` (see `pipeline.cli`), so
     everything here may write to both.
     """
     pipeline = local_runner.build_local_pipeline(config)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 
-from pipeline import errors, report_data, report_html, run_results
-from pipeline.eval_results import EvalResultError
-from pipeline.evaluator_runs import NoEvaluationError
-from pipeline.worst_examples import WorstExamplesError
+from pipeline.plumbing import errors
+from pipeline.inspect import report_data, report_html, run_results
+from pipeline.inspect.eval_results import EvalResultError
+from pipeline.inspect.evaluator_runs import NoEvaluationError
+from pipeline.inspect.worst_examples import WorstExamplesError
 
 REPORT_FILE = "report.html"
 

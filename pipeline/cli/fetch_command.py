@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from pipeline import errors
-from pipeline import fetch as fetch_lib
+from pipeline.plumbing import errors
+from pipeline.cli import fetch as fetch_lib
 
 DEFAULT_DATA_ROOT = "data"
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import matplotlib
 from matplotlib.figure import Figure
 
-from pipeline.report_data import TrendPoint
+from pipeline.inspect.report_data import TrendPoint
 
 ACCENT = "#3465a4"
 MUTED = "#babdb6"

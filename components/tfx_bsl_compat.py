@@ -4,16 +4,16 @@ Why this exists: TFX 1.21 is the only TFX that installs on Python 3.11, but its
 data-validation dependency has no Linux wheel at 1.21, so visionpipe pins
 tensorflow-data-validation 1.16.1. TFDV 1.16 imports `tfx_bsl.arrow.sql_util`
 at module load time (only for the experimental SQL-based slicing feature), and
-tfx-bsl 1.21 removed that module. Without this shim *every* TFX component that
-touches TFDV (StatisticsGen, SchemaGen, ExampleValidator, Transform) fails to
-import.
+tfx-bsl 1.21 removed that module.
 
-visionpipe never uses SQL slicing, so the shim registers a stand-in module whose
-only class refuses to be constructed with a clear message. It must be installed
-before TFDV (or `tfx.v1`, which imports the component executors) is imported;
-`pipeline/__init__.py`, `components/__init__.py` and `trainer_module/__init__.py`
-call `install()` first thing. When a future tfx-bsl brings the module back, the
-shim steps aside and the real module is used.
+`import tfx` itself registers a `MagicMock` in its place, so code that imports
+TFX first works without this shim. It still earns its place in two ways:
+`import tensorflow_data_validation` before (or without) `tfx` fails without
+it (AnomalyGate, the tests and the statistics benchmark import TFDV first),
+and where the stand-in is in place, SQL slicing fails with a clear message
+instead of a MagicMock silently accepting the query. `components/__init__.py`
+installs it; nothing in `trainer_module` imports TFDV. When a future tfx-bsl
+brings the module back, the shim steps aside and the real module is used.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import os
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline.metadata_queries import FINISHED_STATES, INPUT_EVENTS, OUTPUT_EVENTS, artifacts_by_key, int_property
+from pipeline.inspect.metadata_queries import FINISHED_STATES, INPUT_EVENTS, OUTPUT_EVENTS, artifacts_by_key, int_property
 
 _EVALUATOR_NODE_SUFFIX = ".Evaluator"  # TFX names node contexts "<pipeline>.<node id>"
 

@@ -1,0 +1,5 @@
+"""`python -m pipeline.cli`: the `visionpipe` command without its console script."""
+
+from pipeline.cli.main import main
+
+raise SystemExit(main())
