@@ -3,10 +3,9 @@
 TFMA's own way to get these is `Precision`, `Recall` and `Calibration` under a
 MetricsSpec that binarizes by class id. That runs a separate combiner per
 class and metric (30 for ten classes), each converting every example's
-labels and predictions again, on every slice the example belongs to.
-Measured on the full Fashion-MNIST test split (bench/evaluator_cost.py), it
-made the Evaluator 35 s slower, which alone would break the pipeline's
-60 s overhead budget. This metric reads each example once and counts all
+labels and predictions again, on every slice the example belongs to, which
+makes the Evaluator far slower (bench/evaluator_cost.py measures by how much).
+This metric reads each example once and counts all
 classes with numpy, for the same numbers under the same metric keys
 (`precision`, `recall`, `calibration` with sub key `classId:N`), so TFMA's
 loaders, `tfma.view` and `visionpipe slices` see what binarization would

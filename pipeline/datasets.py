@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from components import cifar_format
+import schema
+from components.cifar_example_gen import cifar_format
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCHEMA_ROOT = os.path.join(REPO_ROOT, "schema")
-SAMPLE_DATA_ROOT = os.path.join(REPO_ROOT, "pipeline", "sample_data")
+SCHEMA_ROOT = schema.SCHEMA_ROOT
+SAMPLE_DATA_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data")  # package data
 
 
 IDX_FORMAT = "idx"
@@ -30,7 +30,7 @@ class DatasetSpec:
     class_names: tuple[str, ...]
     source_format: str  # IDX_FORMAT (MNIST-format files) or CIFAR_FORMAT (any CIFAR-10 layout)
     default_model: str
-    # deep_cnn's augmentation policy for this dataset (trainer_module.models
+    # deep_cnn's augmentation policy for this dataset (trainer_module.hparams
     # AUGMENTATION_POLICIES); None keeps the model's default. Clothing is
     # mirror-symmetric, digits are not, so only Fashion-MNIST flips.
     augmentation: str | None = None

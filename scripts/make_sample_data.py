@@ -24,12 +24,12 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run as a plain script, without installing the package
 
-from components.idx_format import (  # noqa: E402 (needs the path set above)
+from components.idx_example_gen.idx_format import (  # noqa: E402 (needs the path set above)
     IdxFormatError,
     iter_idx_chunks,
     validate_idx_dataset,
-    write_idx,
 )
+from tests.idx_files import write_idx  # noqa: E402
 
 DEFAULT_SOURCE = "/usr/share/datasets/fashion-mnist"  # Debian package dataset-fashion-mnist
 DEFAULT_OUTPUT = REPO_ROOT / "pipeline" / "sample_data" / "fashion_mnist"

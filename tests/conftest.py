@@ -9,7 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from components import idx_format  # noqa: E402
+from tests.idx_files import write_idx  # noqa: E402
 
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -56,8 +56,8 @@ def write_idx_dataset(
             noisy = rng.random(count) < test_label_noise
             labels[noisy] = (labels[noisy] + rng.integers(1, 10, noisy.sum())) % 10
         images_stem, labels_stem = IDX_FILES[prefix]
-        idx_format.write_idx(os.path.join(directory, images_stem + suffix), images)
-        idx_format.write_idx(os.path.join(directory, labels_stem + suffix), labels)
+        write_idx(os.path.join(directory, images_stem + suffix), images)
+        write_idx(os.path.join(directory, labels_stem + suffix), labels)
     return directory
 
 

@@ -8,27 +8,30 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components import cifar_files, cifar_format
-from components.cifar_example_gen import component, executor
-from tests import example_gen_helpers
-from tests.example_gen_helpers import feature, read_split
+from components.cifar_example_gen import cifar_format, executor
+from components.cifar_example_gen.component import CifarExampleGen
+from tests import cifar_files
+from tests.example_gen_helpers import feature, read_split, run_example_gen
 
 TRAIN_PER_BATCH, TEST_COUNT = 12, 15
 
 
-def run_executor(input_base: str, output_uri: str) -> None:
-    example_gen_helpers.run_executor(
-        executor.Executor,
-        input_base,
-        component.make_input_config(),
-        {
-            "split_weights": {"train": 5, "eval": 1},
-            "image_shape": [32, 32, 3],
-            "class_names": list(cifar_format.CIFAR10_CLASS_NAMES),
-            executor.SPLIT_SOURCES_KEY: dict(executor.DEFAULT_SPLIT_SOURCES),
-        },
-        output_uri,
+def example_gen(input_base: str) -> CifarExampleGen:
+    return CifarExampleGen(
+        input_base=input_base,
+        image_shape=(32, 32, 3),
+        class_names=cifar_format.CIFAR10_CLASS_NAMES,
     )
+
+
+def run_executor(input_base: str, output_uri: str) -> None:
+    run_example_gen(example_gen(input_base), output_uri)
+
+
+def test_component_keeps_the_file_based_example_gen_node_id():
+    component = example_gen("/data")
+    assert component.id == "FileBasedExampleGen"
+    assert component.executor_spec.executor_class is executor.Executor
 
 
 def official_data() -> tuple[list[cifar_files.Batch], cifar_files.Batch]:

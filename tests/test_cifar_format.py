@@ -1,4 +1,4 @@
-"""Tests for components.cifar_format on tiny CIFAR-10 datasets written by components.cifar_files."""
+"""Tests for components.cifar_example_gen.cifar_format on tiny CIFAR-10 datasets written by tests.cifar_files."""
 
 from __future__ import annotations
 
@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components import cifar_format
-from components.cifar_files import (
+from components.cifar_example_gen.cifar_format import binary_version, image_folders, tar_stream
+from tests.cifar_files import (
     Batch,
     synthetic_cifar,
     write_binary_version,
     write_image_folder,
     write_python_version,
 )
-from components.cifar_format import (
+from components.cifar_example_gen.cifar_format import (
     BINARY,
     CIFAR10_CLASS_NAMES,
     IMAGE_FOLDER,
@@ -271,7 +271,7 @@ def test_python3_pickles_with_other_key_and_data_types(
 
 
 def test_binary_batches_are_read_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cifar_format, "_BINARY_CHUNK_RECORDS", 3)
+    monkeypatch.setattr(binary_version, "CHUNK_RECORDS", 3)
     images, labels = synthetic_cifar(8, seed=3)
     labels[7] = 10
     train, _ = _batches(4)
@@ -295,7 +295,7 @@ def test_reading_a_tarball_member_stops_at_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Streaming: an early member is readable even when the archive's tail is damaged."""
-    monkeypatch.setattr(cifar_format, "_TAR_BUFSIZE", 4096)  # read ahead less than the tiny archive
+    monkeypatch.setattr(tar_stream, "TAR_BUFSIZE", 4096)  # read ahead less than the tiny archive
     tarball = _write_version(tmp_path, PYTHON, tarball=True)
     source = detect_cifar_source(str(tmp_path))
     blob = tarball.read_bytes()
@@ -336,13 +336,14 @@ def _write_tree(
     )
 
 
-def test_image_folder_round_trip(tmp_path: Path) -> None:
+def test_image_folder_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = _write_tree(tmp_path / "cifar10png")
     (root / "train" / ".ipynb_checkpoints").mkdir()  # hidden folders are not classes
     (root / "train" / "cat" / "notes.txt").write_text("not an image")
     train_images, train_labels = synthetic_cifar(30, seed=1)
 
-    source = detect_cifar_source(str(root), image_files_per_shard=2)
+    monkeypatch.setattr(image_folders, "IMAGE_FILES_PER_SHARD", 2)
+    source = detect_cifar_source(str(root))
     assert (source.format, source.class_names) == (IMAGE_FOLDER, CIFAR10_CLASS_NAMES)
     assert (
         source.describe()
@@ -917,13 +918,14 @@ def test_shard_paths() -> None:
 
 
 def test_module_does_not_import_tensorflow() -> None:
-    """The CLI pre-flight check imports these modules and must start fast."""
+    """The CLI imports these modules before TFX (pre-flight, run config) and must start fast."""
     import subprocess
     import sys
 
     code = (
-        "import sys, components.cifar_format, components.cifar_files; "
-        "print('tensorflow' in sys.modules)"
+        "import sys, components.cifar_example_gen.cifar_format, "
+        "components.idx_example_gen.idx_format, components.example_gen.example_splits; "
+        "print(any(name in sys.modules for name in ('tensorflow', 'tfx', 'apache_beam')))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -936,7 +938,7 @@ def test_module_does_not_import_tensorflow() -> None:
 
 
 def test_python2_pickler_uses_long_memo_ids_for_many_strings() -> None:
-    from components.cifar_files import write_python2_pickle
+    from tests.cifar_files import write_python2_pickle
 
     names = [f"file_{i}.png".encode() for i in range(300)]
     buffer = io.BytesIO()

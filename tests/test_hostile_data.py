@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.cifar_format import (
+from components.cifar_example_gen.cifar_format import (
     BATCH_LAYOUTS,
     BINARY,
     PYTHON,
@@ -33,7 +33,7 @@ from components.cifar_format import (
     iter_shard_records,
     validate_cifar_source,
 )
-from components.idx_format import IdxFormatError, validate_idx_dataset
+from components.idx_example_gen.idx_format import IdxFormatError, validate_idx_dataset
 from tests.test_cifar_format import (
     FOLDERS,
     _assert_one_line_error,
@@ -368,8 +368,9 @@ def _error_as_unprivileged(call: str) -> str:
         pytest.skip("running as root without setpriv: cannot drop privileges")
     as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     code = (
-        "from components import cifar_format, idx_format\n"
-        "from components.data_errors import DataFormatError\n"
+        "from components.cifar_example_gen import cifar_format\n"
+        "from components.idx_example_gen import idx_format\n"
+        "from components.example_gen.data_errors import DataFormatError\n"
         f"try:\n    {call}\nexcept DataFormatError as error:\n    print(error)\n"
         "else:\n    print('no error')\n"
     )

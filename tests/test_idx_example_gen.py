@@ -9,27 +9,33 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components import example_splits, idx_format
-from components.idx_example_gen import component, executor
-from tests import example_gen_helpers
+from components.example_gen import example_splits
+from components.idx_example_gen import executor, idx_format
+from components.idx_example_gen.component import IdxExampleGen
 from tests.conftest import synthetic_digits, write_idx_dataset
-from tests.example_gen_helpers import feature, read_split
+from tests.example_gen_helpers import feature, read_split, run_example_gen
+from tests.idx_files import write_idx
 
 CLASS_NAMES = [f"class-{digit}" for digit in range(10)]
 
 
-def run_executor(input_base: str, output_uri: str, weights=(5, 1)) -> None:
-    example_gen_helpers.run_executor(
-        executor.Executor,
-        input_base,
-        component.make_input_config(),
-        {
-            "split_weights": {"train": weights[0], "eval": weights[1]},
-            "image_shape": [28, 28, 1],
-            "class_names": CLASS_NAMES,
-        },
-        output_uri,
+def example_gen(input_base: str, weights=(5, 1)) -> IdxExampleGen:
+    return IdxExampleGen(
+        input_base=input_base,
+        image_shape=(28, 28, 1),
+        class_names=CLASS_NAMES,
+        train_eval_weights=weights,
     )
+
+
+def run_executor(input_base: str, output_uri: str, weights=(5, 1)) -> None:
+    run_example_gen(example_gen(input_base, weights), output_uri)
+
+
+def test_component_keeps_the_file_based_example_gen_node_id():
+    component = example_gen("/data")
+    assert component.id == "FileBasedExampleGen"
+    assert component.executor_spec.executor_class is executor.Executor
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +88,7 @@ def test_label_out_of_range_fails_naming_the_file(tmp_path):
     labels_path = os.path.join(data_dir, "train-labels-idx1-ubyte.gz")
     labels = np.zeros(30, dtype=np.uint8)
     labels[7] = 12
-    idx_format.write_idx(labels_path, labels)
+    write_idx(labels_path, labels)
     with pytest.raises(Exception) as caught:
         run_executor(data_dir, str(tmp_path / "out"))
     assert "train-labels-idx1-ubyte.gz" in str(caught.value)
@@ -91,7 +97,7 @@ def test_label_out_of_range_fails_naming_the_file(tmp_path):
 
 def test_count_mismatch_fails_before_reading(tmp_path):
     data_dir = write_idx_dataset(str(tmp_path / "data"), train_count=30, test_count=10)
-    idx_format.write_idx(
+    write_idx(
         os.path.join(data_dir, "t10k-labels-idx1-ubyte.gz"), np.zeros(9, dtype=np.uint8)
     )
     with pytest.raises(idx_format.IdxFormatError) as caught:

@@ -1,1 +1,1 @@
-"""ExampleGen for CIFAR-10 in any of its three on-disk forms (see components/cifar_format.py)."""
+"""ExampleGen for CIFAR-10 in any of its three on-disk forms (see cifar_format/); the reader imports without TensorFlow."""

@@ -12,8 +12,8 @@ from collections.abc import Iterator, Sequence
 import apache_beam as beam
 import tensorflow as tf
 
-from components import cifar_format
-from components.image_examples import encode_png, make_example
+from components.cifar_example_gen import cifar_format
+from components.example_gen.image_examples import encode_png, make_example
 
 
 def shard_examples(

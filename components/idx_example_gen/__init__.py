@@ -1,0 +1,1 @@
+"""ExampleGen for MNIST-format IDX files; the reader (idx_format) is importable without TensorFlow."""

@@ -9,20 +9,15 @@ by every tool, including `tf.io.decode_png` inside the Transform graph.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
 
 import apache_beam as beam
 import tensorflow as tf
-from tfx.types import standard_component_specs
 
-from components import example_gen_settings as settings
-from components import idx_format
-from components.image_examples import encode_png, make_example
+from components.example_gen.image_examples import encode_png, make_example
+from components.idx_example_gen import idx_format
 
 CHUNK_RECORDS = 5000
-DEFAULT_IMAGE_SHAPE = (28, 28)
-DEFAULT_CLASS_NAMES = tuple(str(digit) for digit in range(10))
 
 
 def idx_prefix(split_pattern: str) -> str:
@@ -60,28 +55,35 @@ def read_chunk(
         )
 
 
-def chunk_ranges(count: int, chunk_records: int = CHUNK_RECORDS) -> list[tuple[int, int]]:
-    return [(start, min(chunk_records, count - start)) for start in range(0, count, chunk_records)]
+def chunk_ranges(count: int) -> list[tuple[int, int]]:
+    """``(start, count)`` of each chunk of `CHUNK_RECORDS` records (the last may be shorter)."""
+    return [(start, min(CHUNK_RECORDS, count - start)) for start in range(0, count, CHUNK_RECORDS)]
 
 
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
 @beam.typehints.with_output_types(tf.train.Example)
 def IdxPairToExamples(  # pylint: disable=invalid-name
-    pipeline: beam.Pipeline, exec_properties: Mapping[str, Any], split_pattern: str
+    pipeline: beam.Pipeline,
+    input_base: str,
+    split_pattern: str,
+    image_size: tuple[int, int],
+    class_names: Sequence[str],
 ) -> beam.pvalue.PCollection:
-    """Reads the IDX image/label pair named by `split_pattern` under input_base."""
-    config = settings.decode(exec_properties)
-    image_shape = tuple(int(d) for d in config.get(settings.IMAGE_SHAPE_KEY, DEFAULT_IMAGE_SHAPE))[:2]
-    class_names = tuple(config.get(settings.CLASS_NAMES_KEY, DEFAULT_CLASS_NAMES))
-    input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+    """Reads the IDX image/label pair named by `split_pattern` under `input_base`.
+
+    Label i is named ``class_names[i]``; the names come from the component
+    (pipeline.datasets owns them), since IDX files carry none.
+    """
     prefix = idx_prefix(split_pattern)
     # The same header checks as the CLI's pre-flight (files, magic, size, counts).
-    source = idx_format.check_split_headers(input_base, prefix, image_shape)
+    source = idx_format.check_split_headers(input_base, prefix, image_size)
     return (
         pipeline
         | "Chunks" >> beam.Create(chunk_ranges(source.count))
         | "Distribute" >> beam.Reshuffle()
         | "Decode"
-        >> beam.FlatMap(read_chunk, source.images_path, source.labels_path, prefix, class_names)
+        >> beam.FlatMap(
+            read_chunk, source.images_path, source.labels_path, prefix, tuple(class_names)
+        )
     )

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 
-from components import cifar_format, idx_format
+from components.cifar_example_gen import cifar_format
+from components.idx_example_gen import idx_format
 from pipeline import datasets
 from pipeline.plumbing import errors
 from pipeline.configs import INFRA_VALIDATOR, SERVING_GATE, RunConfig

@@ -1,7 +1,9 @@
 """The error every input-data reader raises: one line that starts with the file.
 
-The CLI prints it as-is (users grep logs for file names), and the pipeline's
-pre-flight check catches this one type whatever the source format.
+The CLI's pre-flight lets it propagate and `visionpipe run` prints it after
+``visionpipe: error:`` as a ValueError like any other bad input (users grep
+logs for file names, hence path first and one line). One base type lets any
+caller catch a data problem whatever the source format.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Streaming reader, validator and writer for IDX files (the MNIST file format).
+"""Streaming reader and validator of IDX files (the MNIST file format).
 
 MNIST and Fashion-MNIST ship as four IDX files, usually gzipped. The pipeline
 reads them record by record instead of loading them whole, so that memory
@@ -14,25 +14,31 @@ IDX layout (all integers big-endian):
 * the records, ``prod(dims)`` bytes in C order.
 
 This module deliberately imports only numpy and the standard library, so the
-CLI's pre-flight check stays fast and does not pull in TensorFlow.
+CLI's pre-flight check stays fast and does not pull in TensorFlow. (Tests
+write IDX files with tests/idx_files.py.)
 """
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import math
 import os
 import struct
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
 
-from components.data_errors import DataFormatError
-from components.data_files import check_directory, fill, is_file_or_link, open_for_reading
+from components.example_gen.data_errors import DataFormatError
+from components.example_gen.data_files import (
+    check_directory,
+    fill,
+    first_label_outside,
+    is_file_or_link,
+    open_for_reading,
+    stream_failures,
+)
 
 GZIP_MAGIC = b"\x1f\x8b"
 UBYTE_TYPE_CODE = 0x08
@@ -52,8 +58,8 @@ _NDIM_DESCRIPTIONS = {
     IMAGES_NDIM: "idx3 unsigned-byte images",
     LABELS_NDIM: "idx1 unsigned-byte labels",
 }
-# Errors the gzip module raises for damaged or cut-off streams.
-_GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+# How an IdxFormatError names damaged gzip data (see data_files.stream_failures).
+_GZIP_DAMAGED = "corrupt or truncated gzip stream"
 # Bytes discarded per read when skipping ahead in a gzip stream.
 _SKIP_BLOCK = 1 << 20
 # Upper bound on one streamed chunk, so chunk_records cannot blow up memory.
@@ -128,15 +134,6 @@ def open_idx(path: str) -> BinaryIO:
     return open_for_reading(path, _error, "an IDX file", _open_maybe_gzipped)  # type: ignore[return-value]
 
 
-@contextlib.contextmanager
-def _gzip_errors(path: str) -> Iterator[None]:
-    """Turn the gzip module's assorted exceptions into one clear IdxFormatError."""
-    try:
-        yield
-    except _GZIP_ERRORS as exc:
-        raise _error(path, f"corrupt or truncated gzip stream ({exc})") from None
-
-
 def _read_exactly(stream: BinaryIO, size: int) -> bytes:
     """Read ``size`` bytes, or fewer only at end of file (raw reads may be short)."""
     parts = []
@@ -183,7 +180,7 @@ def read_idx_header(path: str, expected_ndim: int | None = None) -> IdxHeader:
     1 for labels) additionally pins the exact magic number, so that swapping
     an images file for a labels file is caught with a precise message.
     """
-    with open_idx(path) as stream, _gzip_errors(path):
+    with open_idx(path) as stream, stream_failures(path, _error, _GZIP_DAMAGED):
         head = _read_exactly(stream, 4)
         if not head:
             raise _error(path, "file is empty (expected an IDX header)")
@@ -300,7 +297,7 @@ def iter_idx_chunks(
         raise ValueError(f"{path}: chunk_records must be >= 1, got {chunk_records}")
     header = read_idx_header(path)
     count = _resolve_range(header, start, count)
-    with open_idx(path) as stream, _gzip_errors(path):
+    with open_idx(path) as stream, stream_failures(path, _error, _GZIP_DAMAGED):
         _check_plain_size(stream, header)
         _skip_records(stream, header, start)
         chunk_records = max(1, min(chunk_records, _MAX_CHUNK_BYTES // max(header.record_size, 1)))
@@ -316,12 +313,7 @@ def iter_idx_chunks(
             _check_end(stream, header)
 
 
-def iter_idx_records(
-    path: str,
-    start: int = 0,
-    count: int | None = None,
-    chunk_records: int = 1024,
-) -> Iterator[np.ndarray]:
+def iter_idx_records(path: str, start: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
     """Stream single records as uint8 arrays of shape ``record_shape``.
 
     Images come as ``(rows, cols)`` arrays; labels (idx1) come as 0-d uint8
@@ -329,7 +321,7 @@ def iter_idx_records(
     chunk read by :func:`iter_idx_chunks`; copy one if you keep it long-term
     and want its chunk freed.
     """
-    for chunk in iter_idx_chunks(path, start, count, chunk_records):
+    for chunk in iter_idx_chunks(path, start, count):
         for index in range(len(chunk)):
             yield chunk[index, ...]
 
@@ -346,28 +338,6 @@ def find_idx_file(data_dir: str, stem: str) -> str:
         if is_file_or_link(candidate):
             return candidate
     raise _error(f"{plain}[.gz]", "file not found")
-
-
-def write_idx(path: str, array: np.ndarray) -> None:
-    """Write a uint8 array as an IDX file; gzipped when ``path`` ends with ``.gz``.
-
-    The gzip header carries no file name and mtime 0, so identical arrays give
-    byte-identical files (reproducible sample data, stable checksums).
-    """
-    if array.dtype != np.uint8:
-        raise ValueError(f"{path}: write_idx needs a uint8 array, got {array.dtype}")
-    if not 1 <= array.ndim <= 255 or any(dim >= 1 << 32 for dim in array.shape):
-        raise ValueError(f"{path}: cannot store an array of shape {array.shape} in IDX")
-    header = struct.pack(f">I{array.ndim}I", (UBYTE_TYPE_CODE << 8) | array.ndim, *array.shape)
-    data = memoryview(np.ascontiguousarray(array).reshape(-1))
-    with open(path, "wb") as raw:
-        if path.endswith(".gz"):
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as compressed:
-                compressed.write(header)
-                compressed.write(data)
-        else:
-            raw.write(header)
-            raw.write(data)
 
 
 def _split_stems(split: str) -> tuple[str, str]:
@@ -430,9 +400,8 @@ def _scan_labels(labels_path: str, num_classes: int) -> None:
     """Stream all labels, failing on the first one outside ``0..num_classes-1``."""
     offset = 0
     for chunk in iter_idx_chunks(labels_path, chunk_records=1 << 16):
-        bad = np.flatnonzero(chunk >= num_classes)
-        if bad.size:
-            index = int(bad[0])
+        index = first_label_outside(chunk, num_classes)
+        if index is not None:
             raise _error(
                 labels_path,
                 f"label {int(chunk[index])} at index {offset + index} "
@@ -451,26 +420,19 @@ def validate_idx_dataset(
     data_dir: str,
     image_shape: tuple[int, int] = (28, 28),
     num_classes: int = 10,
-    full_scan: bool = True,
 ) -> dict[str, IdxSplitSource]:
     """Pre-flight check of an MNIST-format dataset directory, run before a pipeline starts.
 
     Header checks (presence, magic numbers, image size, image/label counts)
-    run for both splits first because they are instant; ``full_scan`` then
-    streams every file to catch truncation, gzip corruption and out-of-range
-    labels (about 0.3 s for Fashion-MNIST's 26 MB training images).
-    Returns ``{'train': ..., 't10k': ...}``.
+    run for both splits first because they are instant; then every file is
+    streamed to catch truncation, gzip corruption and out-of-range labels,
+    which headers cannot show. Returns ``{'train': ..., 't10k': ...}``.
     """
     if not 1 <= num_classes <= 256:
         raise ValueError(f"num_classes must be in 1..256 for uint8 labels, got {num_classes}")
     _check_data_dir(data_dir)
     sources = {split: check_split_headers(data_dir, split, image_shape) for split in SPLIT_NAMES}
     for source in sources.values():
-        if full_scan:
-            _scan_labels(source.labels_path, num_classes)
-            _scan_images(source.images_path)
-        else:
-            for path in (source.images_path, source.labels_path):
-                with open_idx(path) as stream:
-                    _check_plain_size(stream, read_idx_header(path))
+        _scan_labels(source.labels_path, num_classes)
+        _scan_images(source.images_path)
     return sources

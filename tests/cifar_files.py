@@ -1,9 +1,11 @@
 """Writers for CIFAR-10 in its three on-disk layouts, and deterministic synthetic images.
 
-Tests use these to build tiny datasets in every layout that
-:mod:`components.cifar_format` reads, and the benchmark uses them to write a
-full-size (50,000 + 10,000 image) dataset, so they work with whole numpy
-batches (never one Python object per pixel) and write each file as they go.
+Test-only code (the product only reads CIFAR-10): tests use these to build
+tiny datasets in every layout that
+:mod:`components.cifar_example_gen.cifar_format` reads, and the benchmark
+(bench/cifar_stages.py) uses them to write a full-size (50,000 + 10,000 image)
+dataset, so they work with whole numpy batches (never one Python object per
+pixel) and write each file as they go.
 
 The member files follow the official formats:
 
@@ -38,7 +40,7 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image
 
-from components.cifar_format import (
+from components.cifar_example_gen.cifar_format import (
     BATCH_LAYOUTS,
     BINARY,
     CIFAR10_CLASS_NAMES,
@@ -423,14 +425,22 @@ def _write_version(
     return path
 
 
-def _checked_batches(
-    train_batches: Sequence[Batch], test_batch: Batch
-) -> tuple[list[Batch], Batch]:
+def _write_official(
+    format: str,
+    out_dir: str,
+    train_batches: Sequence[Batch],
+    test_batch: Batch,
+    tarball: bool,
+    compresslevel: int,
+) -> str:
+    """Check the batches, then write the python or binary version's files (see below)."""
     train = [
         _check_batch(batch, f"data_batch_{index}", 255)
         for index, batch in enumerate(train_batches, 1)
     ]
-    return train, _check_batch(test_batch, TEST_BATCH, 255)
+    test = _check_batch(test_batch, TEST_BATCH, 255)
+    members = {PYTHON: _python_members, BINARY: _binary_members}[format](train, test)
+    return _write_version(out_dir, BATCH_LAYOUTS[format], members, tarball, compresslevel)
 
 
 def write_python_version(
@@ -447,10 +457,7 @@ def write_python_version(
     10,000 images); labels may be 0..255 so that tests can write invalid ones.
     Returns the tarball or folder path.
     """
-    train, test = _checked_batches(train_batches, test_batch)
-    return _write_version(
-        out_dir, BATCH_LAYOUTS[PYTHON], _python_members(train, test), tarball, compresslevel
-    )
+    return _write_official(PYTHON, out_dir, train_batches, test_batch, tarball, compresslevel)
 
 
 def write_binary_version(
@@ -465,10 +472,7 @@ def write_binary_version(
 
     Same arguments as :func:`write_python_version`; returns the tarball or folder path.
     """
-    train, test = _checked_batches(train_batches, test_batch)
-    return _write_version(
-        out_dir, BATCH_LAYOUTS[BINARY], _binary_members(train, test), tarball, compresslevel
-    )
+    return _write_official(BINARY, out_dir, train_batches, test_batch, tarball, compresslevel)
 
 
 # --- image folder -----------------------------------------------------------------------

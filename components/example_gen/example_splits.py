@@ -1,20 +1,22 @@
-"""Deterministic train/eval carving shared by every visionpipe ExampleGen executor.
+"""Which examples go to train and which to eval: the deterministic carving rule.
 
 Seed tutorials hold out a validation set from the training files; here the
 held-out part is chosen by a content hash of each example's stable id, so every
 run, Beam worker and machine puts an example in the same split, and the ratio
-is configurable through split weights (default train:eval = 5:1).
+is configurable through split weights. The rule is plain Python (no Beam, no
+TensorFlow) because more than the executors need it: `pipeline.configs` takes
+its default weights from here before TFX is imported, and the benchmarks
+replay the same split on NumPy arrays.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from typing import Any
 
-import apache_beam as beam
-
-from trainer_module import features
+# train:eval weights of the examples carved out of the training files. The
+# one owner of the default: pipeline.configs.RunConfig and the benchmarks read it.
+DEFAULT_TRAIN_EVAL_WEIGHTS: tuple[int, int] = (5, 1)
 
 
 def split_bucket(example_id: bytes, total_weight: int) -> int:
@@ -25,13 +27,6 @@ def split_bucket(example_id: bytes, total_weight: int) -> int:
     """
     digest = hashlib.sha256(example_id).digest()
     return int.from_bytes(digest[:8], "big") % total_weight
-
-
-def _partition_index(example: Any, num_partitions: int, boundaries: list[int]) -> int:
-    del num_partitions  # beam.Partition's signature; the boundaries say it all
-    feature = example.features.feature[features.EXAMPLE_ID_KEY]
-    bucket = split_bucket(feature.bytes_list.value[0], boundaries[-1])
-    return next(index for index, bound in enumerate(boundaries) if bucket < bound)
 
 
 def cumulative_weights(
@@ -51,17 +46,7 @@ def cumulative_weights(
     return boundaries
 
 
-def carve_splits(
-    examples: beam.pvalue.PCollection,
-    split_names: Sequence[str],
-    weights: Mapping[str, float],
-    source: str,
-) -> dict[str, beam.pvalue.PCollection]:
-    """One PCollection per split name; several names share `examples` by weight."""
-    if len(split_names) == 1:
-        return {split_names[0]: examples}
-    boundaries = cumulative_weights(split_names, weights, source)
-    parts = examples | f"Split[{source}]" >> beam.Partition(
-        _partition_index, len(split_names), boundaries
-    )
-    return dict(zip(split_names, parts))
+def split_index(example_id: bytes, boundaries: Sequence[int]) -> int:
+    """Index of the split (into the names given to `cumulative_weights`) an example id goes to."""
+    bucket = split_bucket(example_id, boundaries[-1])
+    return next(index for index, bound in enumerate(boundaries) if bucket < bound)

@@ -1,4 +1,4 @@
-"""File-reading pieces every input-data reader (IDX, CIFAR-10) shares.
+"""Reading pieces every input-data reader (IDX, CIFAR-10) shares.
 
 Each reader raises its own DataFormatError subclass, so these helpers take the
 reader's ``error(path, problem)`` factory and keep the one-line, path-first
@@ -7,13 +7,26 @@ messages identical across formats.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import os
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
 from typing import IO
 
-from components.data_errors import DataFormatError
+import numpy as np
+
+from components.example_gen.data_errors import DataFormatError
 
 ErrorFactory = Callable[[str, str], DataFormatError]
+
+# What the gzip module raises for damaged data, whichever reader streams it
+# (gzipped IDX files, CIFAR-10 tarballs): EOFError for a stream cut off before
+# its end marker, zlib.error for corrupt deflate data, gzip.BadGzipFile for a
+# bad header, CRC or length trailer. BadGzipFile is an OSError, but OSError as
+# a whole is not damage: a failing disk or vanished mount is reported as
+# "cannot read" by stream_failures instead of blaming the file's contents.
+GZIP_ERRORS: tuple[type[Exception], ...] = (EOFError, zlib.error, gzip.BadGzipFile)
 
 
 def missing_file_problem(path: str) -> str:
@@ -56,6 +69,22 @@ def open_for_reading(
         raise error(path, f"cannot open ({exc.strerror or exc})") from None
 
 
+@contextlib.contextmanager
+def stream_failures(path: str, error: ErrorFactory, damaged: str) -> Iterator[None]:
+    """While streaming ``path``: damaged gzip data becomes ``<path>: <damaged> (<why>)``.
+
+    Without this the gzip module's assorted exceptions surface as tracebacks
+    from deep inside numpy, tarfile or pickle; an OS read failure becomes
+    ``cannot read``, so every failure is one line naming the file.
+    """
+    try:
+        yield
+    except GZIP_ERRORS as exc:
+        raise error(path, f"{damaged} ({exc})") from None
+    except OSError as exc:
+        raise error(path, f"cannot read ({exc.strerror or exc})") from None
+
+
 def fill(stream: IO[bytes], buffer: memoryview) -> int:
     """Fill ``buffer`` from the stream; returns the bytes read (short only at end of file).
 
@@ -68,6 +97,16 @@ def fill(stream: IO[bytes], buffer: memoryview) -> int:
             break
         filled += got
     return filled
+
+
+def first_label_outside(labels: np.ndarray, num_classes: int) -> int | None:
+    """Index of the first label outside ``0..num_classes-1``, or None when all are in range.
+
+    A label indexes the class names, so every reader refuses one that names no
+    class, before it becomes an example that training would choke on.
+    """
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    return int(bad[0]) if bad.size else None
 
 
 def list_directory(path: str, error: ErrorFactory) -> list[os.DirEntry[str]]:
