@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import sys
 import time
@@ -32,9 +33,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from components import idx_format  # noqa: E402
-from components.idx_example_gen import component as example_gen_component  # noqa: E402
-from components.example_splits import split_bucket  # noqa: E402
+from components.idx_example_gen import idx_format  # noqa: E402
+from components.example_gen.example_splits import DEFAULT_TRAIN_EVAL_WEIGHTS, split_bucket  # noqa: E402
 from bench.results_io import save_results  # noqa: E402
 from pipeline import configs  # noqa: E402
 
@@ -67,7 +67,7 @@ def plain_keras(config: configs.RunConfig, work_dir: str) -> dict:
     train_images, train_labels = load_split(data_dir, "train")
     test_images, test_labels = load_split(data_dir, "t10k")
     # The pipeline's exact train/eval split: same ids, same hash, same weights.
-    weights = example_gen_component.DEFAULT_TRAIN_EVAL_WEIGHTS
+    weights = DEFAULT_TRAIN_EVAL_WEIGHTS
     buckets = np.array(
         [split_bucket(f"train-{i:06d}".encode(), sum(weights)) for i in range(len(train_labels))]
     )
@@ -83,7 +83,12 @@ def plain_keras(config: configs.RunConfig, work_dir: str) -> dict:
     x_test = standardize(test_images)
     accelerator.configure_accelerator()
     model = models.build_model(
-        training.model, training.image_shape, len(training.class_names), training.hparams
+        training.model,
+        training.image_shape,
+        len(training.class_names),
+        training.hparams,
+        steps_per_epoch=math.ceil(len(x_train) / training.batch_size),
+        epochs=training.epochs,
     )
     prepared = time.monotonic()
     model.fit(

@@ -1,9 +1,9 @@
 """Tests for the CIFAR-10 models (lenet5, mobilenet_v2, resnet9) and what they train with.
 
-Covers trainer_module.cifar_models, the shared blocks in trainer_module.layers
-(crop + flip augmentation, label-smoothed loss), the per-step schedules in
-trainer_module.schedules / callbacks, and models.default_hparams. Random
-32x32x3 data and one or two steps: wiring and contracts, not learning.
+Covers trainer_module.models.cifar_models, the blocks in trainer_module.models.layers
+(crop + flip augmentation, label-smoothed loss), the learning-rate schedules in
+trainer_module.schedules and how callbacks report them, and hparams.default_hparams.
+Random 32x32x3 data and one or two steps: wiring and contracts, not learning.
 """
 
 from __future__ import annotations
@@ -19,13 +19,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer_module import cifar_models, schedules
-from trainer_module.callbacks import (
-    EpochDiagnostics,
-    StepLearningRateScheduler,
-    training_callbacks,
-)
-from trainer_module.layers import LabelSmoothedSparseCrossentropy, RandomPadCrop
+from trainer_module import hparams as hp
+from trainer_module import schedules
+from trainer_module.callbacks import EpochDiagnostics, training_callbacks
+from trainer_module.hparams import ModelHParams, default_hparams
 from trainer_module.model_names import (
     DEEP_CNN,
     LENET5,
@@ -33,7 +30,8 @@ from trainer_module.model_names import (
     RESNET9,
     TUTORIAL_CNN,
 )
-from trainer_module.models import ModelHParams, build_model, default_hparams
+from trainer_module.models import build_model, builder, cifar_models
+from trainer_module.models.layers import LabelSmoothedSparseCrossentropy, RandomPadCrop
 
 NUM_CLASSES = 10
 CIFAR_SHAPE = (32, 32, 3)
@@ -99,7 +97,7 @@ def test_model_keeps_the_contract_and_trains_one_step_with_its_callbacks(
     name: str, tmp_path: Path
 ) -> None:
     hparams = default_hparams(name)
-    model = build_model(name, CIFAR_SHAPE, NUM_CLASSES)
+    model = build_model(name, CIFAR_SHAPE, NUM_CLASSES, steps_per_epoch=1, epochs=1)
     images, labels = _random_batch()
 
     history = model.fit(
@@ -129,7 +127,7 @@ def test_costs_match_the_docstrings(name: str, width: float | None) -> None:
     assert model.count_params() == params
     assert f"{macs:,}" in cifar_models.__doc__ and f"{params:,}" in cifar_models.__doc__
     if width is None:
-        builder_doc = cifar_models.BUILDERS[name].__doc__
+        builder_doc = builder(name).__doc__
         assert f"{macs:,}" in builder_doc and f"{params:,}" in builder_doc
 
 
@@ -188,21 +186,27 @@ def test_mobilenet_v2_is_the_keras_application_without_warnings() -> None:
 
 @pytest.mark.usefixtures("mixed_float16")
 def test_resnet9_trains_under_mixed_precision() -> None:
-    model = build_model(RESNET9, CIFAR_SHAPE, NUM_CLASSES)
+    # One step per epoch over 10 epochs: round(0.2 * 10) = 2 warm-up steps, step 0 at 0.
+    model = build_model(RESNET9, CIFAR_SHAPE, NUM_CLASSES, steps_per_epoch=1, epochs=10)
     images, labels = _random_batch()
 
-    loss = model.fit(images, labels, batch_size=len(images), verbose=0).history["loss"][0]
+    history = model.fit(
+        images, labels, batch_size=len(images), verbose=0, callbacks=[EpochDiagnostics()]
+    ).history
+    loss = history["loss"][0]
 
     computed_in = {model.get_layer(name).compute_dtype for name in ("augmentation", "prep_conv")}
     assert computed_in == {"float16"}
     assert model.get_layer("probabilities").compute_dtype == "float32"
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     assert np.isfinite(loss)
+    # Read through the LossScaleOptimizer: step 0 of the one-cycle warm-up, not the constant 5e-3.
+    assert history["learning_rate"] == [0.0]
     _assert_probabilities(model.predict(images, verbose=0), len(images), atol=1e-3)
 
 
 def test_resnet9_survives_keras_save_and_load(tmp_path: Path) -> None:
-    model = build_model(RESNET9, CIFAR_SHAPE, NUM_CLASSES)
+    model = build_model(RESNET9, CIFAR_SHAPE, NUM_CLASSES, steps_per_epoch=10, epochs=2)
     images, _ = _random_batch()
     path = tmp_path / "resnet9.keras"
 
@@ -211,6 +215,8 @@ def test_resnet9_survives_keras_save_and_load(tmp_path: Path) -> None:
 
     assert isinstance(restored.loss, LabelSmoothedSparseCrossentropy)
     assert restored.loss.label_smoothing == pytest.approx(0.1)
+    assert isinstance(restored.optimizer._learning_rate, schedules.OneCycle)
+    assert restored.optimizer._learning_rate.get_config() == model.optimizer._learning_rate.get_config()
     np.testing.assert_allclose(
         restored.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6
     )
@@ -305,38 +311,59 @@ def test_build_model_picks_the_loss_from_label_smoothing() -> None:
 # --- learning-rate schedules --------------------------------------------------
 
 
-def _schedule(kind: str, warmup_fraction: float = 0.2) -> schedules.WarmupAnneal:
+def _schedule(kind: str, warmup_fraction: float = 0.2) -> keras.optimizers.schedules.LearningRateSchedule:
+    """The optimizer's schedule for a 100-step run (one epoch of 100 steps)."""
     hparams = ModelHParams(learning_rate=0.01, lr_schedule=kind, lr_warmup_fraction=warmup_fraction)
-    return schedules.per_step_schedule(hparams, total_steps=100)
+    return schedules.learning_rate(hparams, steps_per_epoch=100, epochs=1)
 
 
-def _rates(schedule: schedules.WarmupAnneal, steps: list[int]) -> list[float]:
+def _rates(schedule: keras.optimizers.schedules.LearningRateSchedule, steps: list[int]) -> list[float]:
     return [float(keras.ops.convert_to_numpy(schedule(step))) for step in steps]
 
 
-def test_one_cycle_warms_up_linearly_then_decays_linearly_to_zero() -> None:
-    rates = _rates(_schedule(schedules.ONE_CYCLE), [0, 10, 20, 60, 100, 150])
+def test_exponential_steps_down_once_per_epoch_with_the_stock_schedule() -> None:
+    hparams = ModelHParams(learning_rate=0.01, lr_decay_rate=0.5)
+    schedule = schedules.learning_rate(hparams, steps_per_epoch=3, epochs=4)
 
+    assert isinstance(schedule, keras.optimizers.schedules.ExponentialDecay)
+    # Steps 0-2 are epoch 0, 3-5 epoch 1, ...: learning_rate * lr_decay_rate ** epoch.
+    assert _rates(schedule, list(range(9))) == pytest.approx(
+        [0.01] * 3 + [0.005] * 3 + [0.0025] * 3, rel=1e-6
+    )
+
+
+def test_one_cycle_warms_up_linearly_then_decays_linearly_to_zero() -> None:
+    schedule = _schedule(hp.ONE_CYCLE)
+    rates = _rates(schedule, [0, 10, 20, 60, 100, 150])
+
+    assert isinstance(schedule, schedules.OneCycle)
     assert rates == pytest.approx([0.0, 0.005, 0.01, 0.005, 0.0, 0.0], abs=1e-9)
 
 
 def test_cosine_warms_up_then_follows_half_a_cosine_to_zero() -> None:
-    rates = _rates(_schedule(schedules.COSINE), [0, 10, 20, 40, 60, 100])
-    no_warmup = _rates(_schedule(schedules.COSINE, warmup_fraction=0.0), [0, 50, 100])
+    schedule = _schedule(hp.COSINE)
+    rates = _rates(schedule, [0, 10, 20, 40, 60, 100])
+    no_warmup = _rates(_schedule(hp.COSINE, warmup_fraction=0.0), [0, 50, 100])
+    all_warmup = _rates(_schedule(hp.COSINE, warmup_fraction=1.0), [0, 50, 99, 100, 101])
 
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
     quarter = 0.005 * (1 + math.cos(math.pi / 4))
     assert rates == pytest.approx([0.0, 0.005, 0.01, quarter, 0.005, 0.0], abs=1e-9)
     assert no_warmup == pytest.approx([0.01, 0.005, 0.0], abs=1e-9)
+    assert all_warmup == pytest.approx([0.0, 0.005, 0.0099, 0.01, 0.0], abs=1e-9)
 
 
-def test_per_step_schedule_rejects_the_epoch_schedule_and_round_trips() -> None:
-    schedule = _schedule(schedules.ONE_CYCLE)
+def test_schedule_needs_the_step_counts_and_one_cycle_round_trips() -> None:
+    schedule = _schedule(hp.ONE_CYCLE)
 
-    restored = schedules.WarmupAnneal.from_config(schedule.get_config())
+    restored = schedules.OneCycle.from_config(schedule.get_config())
 
     assert _rates(restored, [0, 20, 70]) == pytest.approx(_rates(schedule, [0, 20, 70]))
-    with pytest.raises(ValueError, match="not a per-step schedule"):
-        schedules.per_step_schedule(ModelHParams(), total_steps=100)
+    assert schedules.learning_rate(ModelHParams(learning_rate=0.02)) == 0.02  # no steps: constant
+    with pytest.raises(ValueError, match="epochs"):
+        schedules.learning_rate(ModelHParams(lr_schedule=hp.COSINE), steps_per_epoch=10)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        schedules.OneCycle(0.01, total_steps=10, warmup_steps=11)
 
 
 class _RecordLearningRate(keras.callbacks.Callback):
@@ -350,52 +377,75 @@ class _RecordLearningRate(keras.callbacks.Callback):
         self.rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
 
 
-@pytest.mark.parametrize("steps_given", [False, True])
-def test_training_callbacks_set_the_lr_every_step_and_log_it_per_epoch(
-    tmp_path: Path, steps_given: bool
+def _tensorboard_scalars(event_dir: Path, tag: str) -> dict[int, float]:
+    """{step: value} of one scalar summary in the event files of a dir."""
+    scalars: dict[int, float] = {}
+    for event_file in event_dir.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            for value in event.summary.value:
+                if value.tag == tag:
+                    scalars[event.step] = float(tf.make_ndarray(value.tensor))
+    return scalars
+
+
+def test_the_optimizer_follows_the_schedule_every_step_and_the_logs_report_it(
+    tmp_path: Path,
 ) -> None:
     # 8 images, batch 4: 2 steps x 2 epochs = 4 steps, the first one warm-up.
     hparams = _hparams(
-        LENET5, learning_rate=0.01, lr_schedule=schedules.ONE_CYCLE, lr_warmup_fraction=0.25
+        LENET5, learning_rate=0.01, lr_schedule=hp.ONE_CYCLE, lr_warmup_fraction=0.25
     )
-    model = build_model(LENET5, CIFAR_SHAPE, NUM_CLASSES, hparams)
+    model = build_model(LENET5, CIFAR_SHAPE, NUM_CLASSES, hparams, steps_per_epoch=2, epochs=2)
     images, labels = _random_batch(count=8)
-    steps = {"steps_per_epoch": 2, "epochs": 2} if steps_given else {}
-    callbacks = training_callbacks(str(tmp_path), hparams, **steps)
     recorder = _RecordLearningRate()
 
     history = model.fit(
-        images, labels, batch_size=4, epochs=2, verbose=0, callbacks=[*callbacks, recorder]
+        images,
+        labels,
+        batch_size=4,
+        epochs=2,
+        verbose=0,
+        callbacks=[*training_callbacks(str(tmp_path), hparams), recorder],
     )
 
-    assert isinstance(callbacks[0], StepLearningRateScheduler)
     assert recorder.rates == pytest.approx([0.0, 0.01, 0.01 * 2 / 3, 0.01 / 3], rel=1e-6)
+    # Per epoch: the rate of its last step, in History and TensorBoard alike.
     assert history.history["learning_rate"] == pytest.approx([0.01, 0.01 / 3], rel=1e-6)
+    assert _tensorboard_scalars(tmp_path / "train", "epoch_learning_rate") == pytest.approx(
+        {0: 0.01, 1: 0.01 / 3}, rel=1e-6
+    )
 
 
-def test_step_schedule_asks_for_steps_when_fit_cannot_tell(tmp_path: Path) -> None:
-    hparams = _hparams(LENET5, lr_schedule=schedules.COSINE)
-    model = build_model(LENET5, CIFAR_SHAPE, NUM_CLASSES, hparams)
+def test_a_dataset_whose_length_is_restored_keeps_the_schedule_on_its_steps(tmp_path: Path) -> None:
+    """On a dataset of unknown length Keras counts one optimizer step too many per epoch.
+
+    run_fn.make_dataset therefore asserts the counted length, as here.
+    """
+    hparams = _hparams(LENET5, lr_schedule=hp.COSINE)
+    model = build_model(LENET5, CIFAR_SHAPE, NUM_CLASSES, hparams, steps_per_epoch=2, epochs=2)
     images, labels = _random_batch(count=8)
     # filter() makes the cardinality unknown, as unbatch() does in run_fn.make_dataset.
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).filter(lambda x, y: True)
-
-    with pytest.raises(ValueError, match="steps_per_epoch"):
-        callbacks = training_callbacks(str(tmp_path), hparams)
-        model.fit(dataset.batch(4), epochs=1, verbose=0, callbacks=callbacks)
-    history = model.fit(
-        dataset.batch(4),
-        epochs=1,
-        verbose=0,
-        callbacks=training_callbacks(str(tmp_path), hparams, steps_per_epoch=2, epochs=1),
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((images, labels))
+        .filter(lambda x, y: True)
+        .apply(tf.data.experimental.assert_cardinality(len(images)))
     )
-    # Cosine over 2 steps with warm-up round(0.2 * 2) = 0: the last step is at half the peak.
-    assert history.history["learning_rate"] == pytest.approx([hparams.learning_rate / 2])
+
+    history = model.fit(
+        dataset.batch(4), epochs=2, verbose=0, callbacks=training_callbacks(str(tmp_path), hparams)
+    )
+
+    # Cosine over 4 steps, warm-up round(0.2 * 4) = 1: steps 1 and 3 end the epochs.
+    peak = hparams.learning_rate
+    assert int(model.optimizer.iterations) == 4
+    assert history.history["learning_rate"] == pytest.approx(
+        [peak, peak * 0.5 * (1 + math.cos(math.pi * 2 / 3))], rel=1e-6
+    )
 
 
-def test_epoch_diagnostics_reports_the_rate_of_a_schedule_in_the_optimizer() -> None:
+def test_epoch_diagnostics_reports_the_rate_of_the_last_step_taken() -> None:
     model = build_model(LENET5, CIFAR_SHAPE, NUM_CLASSES)
-    schedule = schedules.WarmupAnneal(peak_learning_rate=0.01, total_steps=10, warmup_steps=5)
+    schedule = schedules.OneCycle(peak_learning_rate=0.01, total_steps=10, warmup_steps=5)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=schedule),
         loss=model.loss,
@@ -407,8 +457,9 @@ def test_epoch_diagnostics_reports_the_rate_of_a_schedule_in_the_optimizer() -> 
         images, labels, batch_size=4, epochs=1, verbose=0, callbacks=[EpochDiagnostics()]
     )
 
-    # Two steps taken: the optimizer's rate is the schedule's at step 2.
-    assert history.history["learning_rate"] == pytest.approx([0.004])
+    # Two steps taken (0 and 1): the rate of step 1, not the optimizer's next one (step 2's 0.004).
+    assert history.history["learning_rate"] == pytest.approx([0.002])
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.004)
 
 
 # --- per-model defaults -------------------------------------------------------
@@ -420,10 +471,10 @@ def test_default_hparams_per_model() -> None:
     for name in (TUTORIAL_CNN, LENET5, MOBILENET_V2):
         assert default_hparams(name) == ModelHParams()
     deep = default_hparams(DEEP_CNN)
-    assert deep.lr_schedule == schedules.EXPONENTIAL and deep.learning_rate > ModelHParams().learning_rate
-    assert ModelHParams().lr_schedule == schedules.EXPONENTIAL
+    assert deep.lr_schedule == hp.EXPONENTIAL and deep.learning_rate > ModelHParams().learning_rate
+    assert ModelHParams().lr_schedule == hp.EXPONENTIAL
     assert ModelHParams().label_smoothing == 0.0
-    assert resnet.lr_schedule == schedules.ONE_CYCLE
+    assert resnet.lr_schedule == hp.ONE_CYCLE
     assert resnet.label_smoothing == pytest.approx(0.1)
     assert resnet.width_multiplier == 0.25
     assert resnet.learning_rate == pytest.approx(5e-3)

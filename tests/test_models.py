@@ -1,4 +1,4 @@
-"""Tests for trainer_module.models, .callbacks and .accelerator.
+"""Tests for trainer_module.models (the zoo and its MNIST-size networks), .callbacks and .accelerator.
 
 Real 28x28x1 / 32x32x3 shapes, but only a handful of random standardized images
 and one or two steps: these check wiring and contracts, not learning.
@@ -14,16 +14,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer_module import accelerator, model_names
+from trainer_module import accelerator
 from trainer_module.callbacks import EpochDiagnostics, training_callbacks
-from trainer_module.models import MODEL_NAMES, ModelHParams, build_model
+from trainer_module.hparams import ModelHParams
+from trainer_module.model_names import MODEL_NAMES
+from trainer_module.models import build_model, mnist_models
 
 NUM_CLASSES = 10
 BATCH = 4
 MNIST_SHAPE = (28, 28, 1)
 CIFAR_SHAPE = (32, 32, 3)
-# deep_cnn must stay cheap enough to train on CPU (about 70 s per Fashion-MNIST
-# epoch on 2 cores at 23.7 M MACs).
+# deep_cnn must stay cheap enough to train a Fashion-MNIST epoch on a few CPU cores.
 DEEP_CNN_MAC_BUDGET = 25_000_000
 
 
@@ -114,10 +115,6 @@ def test_build_model_compiles_with_hparams() -> None:
     assert isinstance(model.loss, keras.losses.SparseCategoricalCrossentropy)
 
 
-def test_zoo_matches_the_tensorflow_free_name_list() -> None:
-    assert MODEL_NAMES == model_names.MODEL_NAMES
-
-
 def test_unknown_model_name_lists_valid_names() -> None:
     with pytest.raises(ValueError, match="tutorial_cnn, deep_cnn"):
         build_model("resnet9000", MNIST_SHAPE, NUM_CLASSES)
@@ -133,6 +130,7 @@ def test_tutorial_cnn_matches_the_estimator_network() -> None:
     assert shapes["dense"] == (1024,)
     assert model.get_layer("dropout").rate == 0.4
     assert _macs(model) == 13_883_904
+    assert "13,883,904" in mnist_models.__doc__
 
 
 def test_deep_cnn_fits_the_cpu_compute_budget() -> None:
@@ -142,7 +140,8 @@ def test_deep_cnn_fits_the_cpu_compute_budget() -> None:
 
     assert len(convs) == 6
     assert all(conv.kernel_size == (3, 3) for conv in convs)
-    assert _macs(model) == 23_709_440  # the figure in the models docstring
+    assert _macs(model) == 23_709_440
+    assert "23,709,440" in mnist_models.__doc__
     strides = [conv.strides for conv in convs]
     assert strides.count((2, 2)) == 1 and any(
         isinstance(layer, keras.layers.MaxPooling2D) for layer in model.layers
@@ -219,8 +218,9 @@ def test_model_trains_under_mixed_precision(name: str) -> None:
 
 
 def test_training_callbacks_decay_lr_and_log_to_tensorboard(tmp_path: Path) -> None:
+    """The epoch's own rate in History and TensorBoard, not the next epoch's that the optimizer holds."""
     hparams = ModelHParams(learning_rate=0.01, lr_decay_rate=0.5)
-    model = build_model("deep_cnn", MNIST_SHAPE, NUM_CLASSES, hparams)
+    model = build_model("deep_cnn", MNIST_SHAPE, NUM_CLASSES, hparams, steps_per_epoch=1, epochs=2)
     images, labels = _batch(MNIST_SHAPE)
 
     history = model.fit(
@@ -234,7 +234,7 @@ def test_training_callbacks_decay_lr_and_log_to_tensorboard(tmp_path: Path) -> N
     scalars = _scalar_summaries(tmp_path / "train")
 
     assert history.history["learning_rate"] == pytest.approx([0.01, 0.01 * 0.5])
-    assert float(model.optimizer.learning_rate) == pytest.approx(0.01 * 0.5)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.01 * 0.5**2)  # the next step's
     assert all(loss > 0 for loss in history.history["regularization_loss"])
     assert {
         "epoch_loss",
@@ -246,6 +246,17 @@ def test_training_callbacks_decay_lr_and_log_to_tensorboard(tmp_path: Path) -> N
     assert scalars["epoch_regularization_loss"] == pytest.approx(
         dict(enumerate(history.history["regularization_loss"])), rel=1e-6
     )
+
+
+def test_training_callbacks_refuse_a_model_built_without_its_schedule(tmp_path: Path) -> None:
+    """Without the step count the optimizer has a constant rate: a silently different run."""
+    hparams = ModelHParams()
+    model = build_model("tutorial_cnn", MNIST_SHAPE, NUM_CLASSES, hparams)
+    images, labels = _batch(MNIST_SHAPE)
+
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        model.fit(images, labels, epochs=1, verbose=0, callbacks=training_callbacks(str(tmp_path), hparams))
+    assert int(model.optimizer.iterations) == 0
 
 
 def test_epoch_diagnostics_reports_zero_regularization_without_penalties() -> None:

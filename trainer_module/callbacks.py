@@ -1,8 +1,9 @@
-"""Keras callbacks every training run uses: LR schedule, extra epoch logs, a log line per epoch, TensorBoard.
+"""Keras callbacks every training run uses: extra epoch logs, a log line per epoch, TensorBoard.
 
-The learning-rate schedule is ``hparams.lr_schedule`` (``trainer_module.schedules``):
-``exponential`` is set once per epoch, ``one_cycle`` / ``cosine`` before every
-training step.
+The learning-rate schedule is not among them: it is built into the optimizer
+(``trainer_module.schedules``), and these callbacks only report it. The rate
+reported for an epoch is the one its last step ran with (for the exponential
+schedule, the epoch's rate), in the History, the run log and TensorBoard alike.
 
 The order of the list matters. Keras calls ``on_epoch_end`` in list order on one
 shared ``logs`` dict, so the callback that adds ``learning_rate`` and
@@ -12,86 +13,36 @@ shared ``logs`` dict, so the callback that adds ``learning_rate`` and
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 from typing import Any
 
 import keras
 from absl import logging
 
-from trainer_module import schedules
-from trainer_module.models import ModelHParams
+from trainer_module.hparams import ModelHParams
 
 
-def _decayed_learning_rate(epoch: int, current_lr: float, *, hparams: ModelHParams) -> float:
-    """``learning_rate * lr_decay_rate ** epoch``.
+def _learning_rate_schedule(
+    optimizer: keras.optimizers.Optimizer,
+) -> keras.optimizers.schedules.LearningRateSchedule | None:
+    """The schedule the optimizer was built with, or None for a constant rate.
 
-    Computed from the epoch index alone (``current_lr`` is ignored), so a run
-    resumed with ``initial_epoch`` lands on the same schedule as an unbroken one.
+    Keras keeps the schedule object only in the optimizer's private
+    ``_learning_rate``; the public ``learning_rate`` is its value at the
+    optimizer's step count, i.e. the rate of the NEXT step.
     """
-    del current_lr
-    return float(hparams.learning_rate * hparams.lr_decay_rate**epoch)
+    inner = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer wraps it
+    schedule = getattr(inner, "_learning_rate", None)
+    return schedule if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule) else None
 
 
-class StepLearningRateScheduler(keras.callbacks.Callback):
-    """Sets the optimizer's learning rate before EVERY training step (one_cycle, cosine).
-
-    The schedule spans ``epochs * steps_per_epoch`` steps. Either may be left
-    None: it is then read from what ``fit`` reports (``self.params``), which
-    works for arrays and datasets of known cardinality; a ``tf.data`` pipeline
-    of unknown length (e.g. after ``unbatch``/``filter``) needs
-    ``steps_per_epoch``. The step index is ``epoch * steps_per_epoch + batch``,
-    so a run resumed with ``initial_epoch`` lands on the same schedule.
-
-    At the end of each epoch the rate of the epoch's last step taken is put
-    back: on a dataset of unknown length Keras announces one batch past the
-    end (``on_train_batch_begin``, then the data runs out), which would
-    otherwise leave the next epoch's first rate in the epoch's logs.
-    """
-
-    def __init__(
-        self,
-        hparams: ModelHParams,
-        steps_per_epoch: int | None = None,
-        epochs: int | None = None,
-    ) -> None:
-        super().__init__()
-        self.hparams = hparams
-        self.steps_per_epoch = steps_per_epoch
-        self.epochs = epochs
-        self.schedule: schedules.WarmupAnneal | None = None
-        self._resolved_steps_per_epoch = 0
-        self._epoch = 0
-        self._rate: float | None = None  # set for the step about to run
-        self._last_step_rate: float | None = None  # of the last step that ran
-
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        steps_per_epoch = self.steps_per_epoch or self.params.get("steps")
-        epochs = self.epochs or self.params.get("epochs")
-        if not steps_per_epoch or not epochs:
-            raise ValueError(
-                f"The {self.hparams.lr_schedule!r} learning-rate schedule needs the number "
-                "of steps per epoch, and fit() cannot tell it for this dataset: pass "
-                "steps_per_epoch= to training_callbacks()."
-            )
-        self._resolved_steps_per_epoch = steps_per_epoch
-        self.schedule = schedules.per_step_schedule(self.hparams, steps_per_epoch * epochs)
-
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._epoch = epoch
-
-    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        assert self.schedule is not None, "on_train_begin sets the schedule"
-        step = self._epoch * self._resolved_steps_per_epoch + batch
-        self._rate = float(keras.ops.convert_to_numpy(self.schedule(step)))
-        self.model.optimizer.learning_rate = self._rate
-
-    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        self._last_step_rate = self._rate
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if self._last_step_rate is not None:
-            self.model.optimizer.learning_rate = self._last_step_rate
+def last_step_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
+    """The learning rate the optimizer's most recent step ran with (its first step's before any)."""
+    schedule = _learning_rate_schedule(optimizer)
+    if schedule is None:
+        return float(optimizer.learning_rate)
+    last_step = max(int(optimizer.iterations) - 1, 0)
+    return float(keras.ops.convert_to_numpy(schedule(last_step)))
 
 
 class EpochDiagnostics(keras.callbacks.Callback):
@@ -101,23 +52,51 @@ class EpochDiagnostics(keras.callbacks.Callback):
     penalty on its own one cannot tell a falling data loss from shrinking
     weights; and the learning rate explains plateaus in the curves. Putting
     both in ``logs`` (rather than writing summaries here) lets History, the
-    TensorBoard callback and any other logger pick them up unchanged. (Keras
-    3's LearningRateScheduler and TensorBoard also log ``learning_rate``; this
-    keeps it in the logs whichever callbacks a caller keeps.) The learning
-    rate is the optimizer's current one: with a per-step schedule, the rate of
-    the epoch's last step; with a ``LearningRateSchedule`` object inside the
-    optimizer, the schedule's value at the optimizer's step count.
+    TensorBoard callback and any other logger pick them up unchanged. The
+    learning rate is the one the epoch's last step ran with
+    (``last_step_learning_rate``).
     """
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if logs is None:
             return
-        logs["learning_rate"] = float(
-            keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
-        )
+        logs["learning_rate"] = last_step_learning_rate(self.model.optimizer)
         logs["regularization_loss"] = float(
             sum(float(keras.ops.convert_to_numpy(loss)) for loss in self.model.losses)
         )
+
+
+class _EpochLogsTensorBoard(keras.callbacks.TensorBoard):
+    """Keras's TensorBoard callback, writing the ``learning_rate`` that is already in the logs.
+
+    The stock callback overwrites ``learning_rate`` with the optimizer's
+    ``learning_rate``, which for a schedule is the rate of the NEXT step (with
+    exponential decay, the next epoch's). That would put a different figure in
+    TensorBoard than in the History and the run log.
+    """
+
+    def _collect_learning_rate(self, logs: dict[str, Any]) -> dict[str, Any]:
+        return logs if "learning_rate" in logs else super()._collect_learning_rate(logs)
+
+
+class _RequireLearningRateSchedule(keras.callbacks.Callback):
+    """Refuses to train a model whose optimizer lacks the schedule ``lr_schedule`` asks for.
+
+    ``build_model`` can only build the schedule from the number of steps; a
+    model built without it trains at a constant rate, a silently different run.
+    """
+
+    def __init__(self, lr_schedule: str) -> None:
+        super().__init__()
+        self.lr_schedule = lr_schedule
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if _learning_rate_schedule(self.model.optimizer) is None:
+            raise ValueError(
+                f"The {self.lr_schedule!r} learning-rate schedule is built into the optimizer "
+                "from the number of steps, and this model has none: build it with "
+                "build_model(..., steps_per_epoch=..., epochs=...)."
+            )
 
 
 def _require_tensorboard() -> None:
@@ -134,37 +113,20 @@ def _require_tensorboard() -> None:
         )
 
 
-def _learning_rate_callback(
-    hparams: ModelHParams, steps_per_epoch: int | None, epochs: int | None
-) -> keras.callbacks.Callback:
-    if hparams.lr_schedule == schedules.EXPONENTIAL:
-        return keras.callbacks.LearningRateScheduler(
-            functools.partial(_decayed_learning_rate, hparams=hparams)
-        )
-    return StepLearningRateScheduler(hparams, steps_per_epoch=steps_per_epoch, epochs=epochs)
-
-
-def training_callbacks(
-    log_dir: str,
-    hparams: ModelHParams,
-    *,
-    steps_per_epoch: int | None = None,
-    epochs: int | None = None,
-) -> list[keras.callbacks.Callback]:
+def training_callbacks(log_dir: str, hparams: ModelHParams) -> list[keras.callbacks.Callback]:
     """The callbacks to pass to ``model.fit``, in the order they must run.
 
     TensorBoard writes ``log_dir/train`` (and ``log_dir/validation`` when ``fit``
-    has validation data) with ``epoch_<metric>`` scalars. ``steps_per_epoch``
-    and ``epochs`` only matter to the per-step schedules (one_cycle, cosine),
-    and only when ``fit`` cannot tell them (see ``StepLearningRateScheduler``);
-    the exponential schedule ignores them.
+    has validation data) with ``epoch_<metric>`` scalars. The model must have
+    been built with its schedule (``build_model(..., steps_per_epoch=...,
+    epochs=...)``): training stops before the first step otherwise.
     """
     _require_tensorboard()
     return [
-        _learning_rate_callback(hparams, steps_per_epoch, epochs),
+        _RequireLearningRateSchedule(hparams.lr_schedule),
         EpochDiagnostics(),
         epoch_log_callback(),
-        keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"),
+        _EpochLogsTensorBoard(log_dir=log_dir, update_freq="epoch"),
     ]
 
 

@@ -1,95 +1,111 @@
-"""Learning-rate schedules selectable with ``ModelHParams.lr_schedule``.
+"""The learning-rate schedule the optimizer is built with, chosen by ``ModelHParams.lr_schedule``.
 
-* ``exponential``: ``learning_rate * lr_decay_rate ** epoch``, set once per
-  epoch (``callbacks._decayed_learning_rate``); the MNIST models' default.
-* ``one_cycle``: per STEP, linear warm-up from 0 to ``learning_rate`` over the
-  first ``lr_warmup_fraction`` of all steps, then linear decay to 0 at the last
+The schedule is a ``keras.optimizers.schedules.LearningRateSchedule`` given to
+the optimizer when the model is built (``models.build_model``), not a callback
+that sets the rate during training. The Trainer knows the number of steps
+before it builds the model (``run_fn`` counts the train split), and an
+optimizer that owns its schedule evaluates it inside the compiled train step.
+That needs no Python per step, and no callback has to be kept in step with the
+optimizer.
+
+* ``exponential``: ``learning_rate * lr_decay_rate ** epoch``, one step down
+  per epoch: stock ``ExponentialDecay`` with ``decay_steps=steps_per_epoch``
+  and ``staircase=True``. The MNIST models' default.
+* ``one_cycle``: linear warm-up from 0 to ``learning_rate`` over the first
+  ``lr_warmup_fraction`` of all steps, then linear decay to 0 at the last
   step: D. Page's DAWNBench ResNet-9 schedule (``PiecewiseLinear([0, 5, 24],
-  [0, 0.4, 0])`` epochs, i.e. a 21 % warm-up).
-* ``cosine``: the same warm-up, then half a cosine from ``learning_rate`` to 0.
+  [0, 0.4, 0])`` epochs, i.e. a 21 % warm-up). ``OneCycle`` below.
+* ``cosine``: the same warm-up, then half a cosine from ``learning_rate`` to 0:
+  stock ``CosineDecay`` with ``warmup_target``.
 
-The per-step schedules need the total number of steps, so they are built when
-training starts (``callbacks.StepLearningRateScheduler``), not with the model.
+The step a schedule is evaluated at is the optimizer's ``iterations``: a run
+resumed from a checkpoint that restores the optimizer continues its schedule,
+but a fresh optimizer starts it again. Under mixed precision the
+``LossScaleOptimizer`` does not count a step it skips for non-finite
+gradients, so the schedule follows the steps actually applied.
 """
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import keras
 
-if TYPE_CHECKING:
-    from trainer_module.models import ModelHParams
-
-EXPONENTIAL = "exponential"
-ONE_CYCLE = "one_cycle"
-COSINE = "cosine"
-LR_SCHEDULES: tuple[str, ...] = (EXPONENTIAL, ONE_CYCLE, COSINE)
-PER_STEP_SCHEDULES: tuple[str, ...] = (ONE_CYCLE, COSINE)
-
-_ANNEALS = ("linear", "cosine")
+from trainer_module.hparams import COSINE, EXPONENTIAL, ModelHParams
 
 
 @keras.saving.register_keras_serializable(package="visionpipe")
-class WarmupAnneal(keras.optimizers.schedules.LearningRateSchedule):
-    """``0 -> peak`` linearly over ``warmup_steps``, then ``peak -> 0`` at ``total_steps``.
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """``0 -> peak`` linearly over ``warmup_steps``, then ``peak -> 0`` linearly at ``total_steps``.
 
-    ``anneal`` is the shape of the way down: ``"linear"`` (one-cycle) or
-    ``"cosine"``. Steps past ``total_steps`` stay at 0. A ``LearningRateSchedule``,
-    so it can also be given to an optimizer directly.
+    Steps past ``total_steps`` stay at 0. Hand-written because no stock Keras
+    schedule decays linearly after a warm-up: ``CosineDecay``'s warm-up can only
+    be followed by a cosine, ``PolynomialDecay`` (power 1 would be the linear
+    decay) has no warm-up, and Keras offers no way to chain two schedules.
     """
 
-    def __init__(
-        self,
-        peak_learning_rate: float,
-        total_steps: int,
-        warmup_steps: int,
-        anneal: str = "linear",
-    ) -> None:
+    def __init__(self, peak_learning_rate: float, total_steps: int, warmup_steps: int) -> None:
         if total_steps < 1 or not 0 <= warmup_steps <= total_steps:
             raise ValueError(
                 f"need 0 <= warmup_steps <= total_steps and total_steps >= 1, "
                 f"got warmup_steps={warmup_steps}, total_steps={total_steps}"
             )
-        if anneal not in _ANNEALS:
-            raise ValueError(f"anneal must be one of {_ANNEALS}, got {anneal!r}")
         self.peak_learning_rate = peak_learning_rate
         self.total_steps = total_steps
         self.warmup_steps = warmup_steps
-        self.anneal = anneal
 
     def __call__(self, step: Any) -> Any:
         step = keras.ops.cast(step, "float32")
-        warmup = keras.ops.cast(self.warmup_steps, "float32")
-        warming = step / keras.ops.maximum(warmup, 1.0)
-        progress = keras.ops.clip(
+        warmup = float(self.warmup_steps)
+        rising = step / max(warmup, 1.0)
+        falling = 1.0 - keras.ops.clip(
             (step - warmup) / max(self.total_steps - self.warmup_steps, 1), 0.0, 1.0
         )
-        if self.anneal == "linear":
-            annealing = 1.0 - progress
-        else:
-            annealing = 0.5 * (1.0 + keras.ops.cos(math.pi * progress))
-        return self.peak_learning_rate * keras.ops.where(step < warmup, warming, annealing)
+        return self.peak_learning_rate * keras.ops.where(step < warmup, rising, falling)
 
     def get_config(self) -> dict[str, Any]:
         return {
             "peak_learning_rate": self.peak_learning_rate,
             "total_steps": self.total_steps,
             "warmup_steps": self.warmup_steps,
-            "anneal": self.anneal,
         }
 
 
-def per_step_schedule(hparams: ModelHParams, total_steps: int) -> WarmupAnneal:
-    """The ``hparams.lr_schedule`` (``one_cycle`` or ``cosine``) over ``total_steps`` steps."""
-    if hparams.lr_schedule not in PER_STEP_SCHEDULES:
-        raise ValueError(
-            f"{hparams.lr_schedule!r} is not a per-step schedule; one of {PER_STEP_SCHEDULES}"
+def learning_rate(
+    hparams: ModelHParams, steps_per_epoch: int | None = None, epochs: int | None = None
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """What to give the optimizer as ``learning_rate`` for ``hparams.lr_schedule``.
+
+    Without ``steps_per_epoch`` it is the constant ``hparams.learning_rate``, for
+    a model that is built to be exported, timed or inspected rather than trained
+    on its schedule (``callbacks.training_callbacks`` refuses to train such a
+    model). ``epochs`` is needed too for ``one_cycle`` and ``cosine``, which span
+    the whole run.
+    """
+    if steps_per_epoch is None:
+        return hparams.learning_rate
+    if steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+    if hparams.lr_schedule == EXPONENTIAL:
+        return keras.optimizers.schedules.ExponentialDecay(
+            hparams.learning_rate,
+            decay_steps=steps_per_epoch,
+            decay_rate=hparams.lr_decay_rate,
+            staircase=True,
         )
-    return WarmupAnneal(
-        peak_learning_rate=hparams.learning_rate,
-        total_steps=total_steps,
-        warmup_steps=round(hparams.lr_warmup_fraction * total_steps),
-        anneal="linear" if hparams.lr_schedule == ONE_CYCLE else "cosine",
-    )
+    if epochs is None or epochs < 1:
+        raise ValueError(
+            f"The {hparams.lr_schedule!r} learning-rate schedule spans the whole run: "
+            f"pass epochs (>= 1) along with steps_per_epoch, got epochs={epochs}"
+        )
+    total_steps = steps_per_epoch * epochs
+    warmup_steps = round(hparams.lr_warmup_fraction * total_steps)
+    if hparams.lr_schedule == COSINE:
+        return keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0,
+            # At least 1: an all-warm-up run (fraction 1.0) would divide 0 by 0 at its end.
+            decay_steps=max(total_steps - warmup_steps, 1),
+            warmup_target=hparams.learning_rate,
+            warmup_steps=warmup_steps,
+        )
+    return OneCycle(hparams.learning_rate, total_steps=total_steps, warmup_steps=warmup_steps)

@@ -11,7 +11,7 @@
 
 The names and the contract live in trainer_module.signatures.
 
-Why the export is built the way it is (measured on TF 2.21 / Keras 3.15):
+Why the export is built the way it is (as TF 2.21 / Keras 3.15 behave):
 the model is Keras 3 while tf.Transform's layer is tf_keras (Keras 2), so the
 export is a plain `tf.Module`, not a Keras model. That module must not track
 the Keras model itself: a Keras 3 variable is a wrapper around a `tf.Variable`,
@@ -24,7 +24,7 @@ tensorflow/serving#2226). So the module tracks exactly the plain `tf.Variable`s
 that the traced signatures capture, nothing else: every variable a signature
 reads is saved once and restored by the saver. `keras.export.ExportArchive`
 also loads in a session, but it tracks the wrappers as well and so writes every
-weight twice (deep_cnn: 2.32 MB of variables instead of 1.16 MB), which TF
+weight twice (twice the variables on disk), which TF
 Serving would then restore and hold twice; it also has no place for the tf_keras
 transform layer's own resources.
 """
@@ -126,9 +126,8 @@ class ServingFunctions:
         what clients of a 28x28 or 32x32 model usually send), the batch goes
         through untouched: one vectorized header check instead of a per-image
         decode, resize and re-encode in a tf.map_fn, which made the signature
-        1.14x to 1.31x slower at batch 32 and 256 (deep_cnn, p50, two runs of
-        bench/serving_speed.py) for identical pixels. Any other request is
-        converted image by image.
+        measurably slower for identical pixels (README, "Serving speed";
+        bench/serving_speed.py). Any other request is converted image by image.
         """
         return tf.cond(
             tf.reduce_all(self.is_model_png(images)),

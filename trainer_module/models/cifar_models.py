@@ -1,10 +1,10 @@
-"""CIFAR-10 models of the zoo: ``lenet5``, ``mobilenet_v2`` and ``resnet9``.
+"""The CIFAR-10 (32x32x3) networks of the zoo: ``lenet5``, ``mobilenet_v2`` and ``resnet9``.
 
-They follow the contract in ``trainer_module.models`` (input ``image_xf``,
-float32 softmax output ``probabilities``) and are built through
-``models.build_model``; ``models.default_hparams`` applies the per-model
-training defaults in ``DEFAULT_HPARAMS`` below. Designed for 32x32x3 images;
-they also build for 28x28x1.
+Builders for ``trainer_module.models.build_model`` (registered by name in
+``trainer_module.model_names``), following the contract in
+``trainer_module.models``; their per-model training defaults are in
+``trainer_module.hparams``. Designed for 32x32x3 images; they also build for
+28x28x1.
 
 When ``hparams.augment`` is on (the default), all three train on the standard
 CIFAR augmentation: a random crop of the image reflect-padded by 4 pixels and
@@ -14,7 +14,7 @@ Cost per 32x32x3 image with 10 classes, counted like the MNIST models
 (multiply-accumulates of the conv and dense layers; a depthwise conv counts
 ``output pixels x kernel area x channels``; the tests recompute these and the
 parameter counts, batch-norm moving statistics included, from the built
-models):
+models and check they are the ones here):
 
 ===============================  ===========  ==========
 model (``width_multiplier``)            MACs  parameters
@@ -25,31 +25,19 @@ model (``width_multiplier``)            MACs  parameters
 ``resnet9`` (0.5)                 95,259,136   1,648,362
 ``resnet9`` (1.0, Page's)        379,261,952   6,577,610
 ===============================  ===========  ==========
-
-Training speed on 2 CPU cores shared with another training job (batch 128,
-random data, default hparams with augmentation, images/s): lenet5 ~3,100,
-mobilenet_v2 ~350, resnet9 ~430 (0.5: ~120, 1.0: ~34), i.e. about 16 s,
-2.4 min and 2 min per 50,000-image epoch. Accuracy on real CIFAR-10 has not
-been measured with these defaults yet.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
 import keras
 
-from trainer_module import model_names, schedules
-from trainer_module.layers import (
+from trainer_module.hparams import ModelHParams
+from trainer_module.models.layers import (
     Augmentation,
     RandomPadCrop,
     conv_bn,
     probabilities_output,
 )
-
-if TYPE_CHECKING:
-    from trainer_module.models import ModelHParams
 
 CIFAR_PADDING = 4  # pixels of reflect padding before the random crop
 
@@ -66,7 +54,7 @@ def _augmented(inputs: keras.KerasTensor, hparams: ModelHParams) -> keras.KerasT
     return _crop_and_flip()(inputs) if hparams.augment else inputs
 
 
-def _lenet5(
+def lenet5(
     inputs: keras.KerasTensor, num_classes: int, hparams: ModelHParams
 ) -> keras.KerasTensor:
     """LeNet-5 as in the CIFAR seed: two 5x5 'valid' convs with 2x2 max pools, 120-84 dense.
@@ -87,7 +75,7 @@ def _lenet5(
     return probabilities_output(x, num_classes)
 
 
-def _mobilenet_v2(
+def mobilenet_v2(
     inputs: keras.KerasTensor, num_classes: int, hparams: ModelHParams
 ) -> keras.KerasTensor:
     """``keras.applications.MobileNetV2`` as the seed used it, trained from scratch.
@@ -105,8 +93,8 @@ def _mobilenet_v2(
     Unmodified ImageNet strides: 32x32 is downsampled 32x, so the last blocks
     run on 1x1 maps; that is the seed's network, not a CIFAR-tuned variant.
     6,124,928 MACs and 2,270,794 parameters per 32x32x3 image with 10 classes
-    at ``alpha`` 1.0, the Keras default (its cost is dominated by memory traffic
-    of the depthwise layers on CPU, not by MACs).
+    at ``alpha`` 1.0, the Keras default (on CPU its cost is dominated by the
+    memory traffic of the depthwise layers, not by MACs).
     """
     backbone = keras.applications.MobileNetV2(
         input_tensor=_augmented(inputs, hparams),
@@ -130,7 +118,7 @@ RESNET9_WIDTHS = (64, 128, 256, 512)  # prep, layer1, layer2, layer3 at width_mu
 _RESNET9_STAGES = (("layer1", 1, True), ("layer2", 2, False), ("layer3", 3, True))
 
 
-def _resnet9(
+def resnet9(
     inputs: keras.KerasTensor, num_classes: int, hparams: ModelHParams
 ) -> keras.KerasTensor:
     """D. Page's DAWNBench ResNet-9 ("How to train your ResNet"), channels scaled.
@@ -140,14 +128,12 @@ def _resnet9(
     every conv 3x3 + batch norm + ReLU, L2 ``hparams.l2`` on all kernels.
     The 0.125 scaling of the pooled features is Page's logit scaling.
 
-    The original uses 64-128-256-512 channels (``width_multiplier=1.0``): 379.3 M
-    MACs and 6.6 M parameters per 32x32x3 image, ~27x deep_cnn's compute; it
-    trained at 34 images/s on 2 (shared) CPU cores, ~25 min per CIFAR-10 epoch.
-    Compute scales with the square of the width, so the default
+    The original uses 64-128-256-512 channels (``width_multiplier=1.0``), far
+    more compute than a CPU trains in reasonable time (costs in the module
+    docstring). Compute scales with the square of the width, so the default
     ``width_multiplier=0.25`` (16-32-64-128) costs 24,036,608 MACs (1/16) with
-    414,074 parameters, within 2x of the MNIST models' CPU budget (430 images/s,
-    ~2 min per epoch, same machine) while keeping the architecture; use 0.5 or
-    1.0 on a GPU.
+    414,074 parameters, close to the MNIST models' CPU budget, while keeping
+    the architecture; use 0.5 or 1.0 on a GPU.
     """
     regularizer = keras.regularizers.L2(hparams.l2)
     widths = [max(1, round(channels * hparams.width_multiplier)) for channels in RESNET9_WIDTHS]
@@ -162,26 +148,3 @@ def _resnet9(
     x = keras.layers.GlobalMaxPooling2D(name="pool")(x)
     x = keras.layers.Rescaling(0.125, name="logit_scale")(x)
     return probabilities_output(x, num_classes, kernel_regularizer=regularizer)
-
-
-BUILDERS: dict[str, Callable[[keras.KerasTensor, int, ModelHParams], keras.KerasTensor]] = {
-    model_names.LENET5: _lenet5,
-    model_names.MOBILENET_V2: _mobilenet_v2,
-    model_names.RESNET9: _resnet9,
-}
-
-# Per-model changes to the ModelHParams defaults (see models.default_hparams).
-# resnet9: Adam with a one-cycle schedule peaking at 5e-3 (warm-up over the
-# first 20 % of steps, then linear to 0, per step), label smoothing 0.1 and the
-# default L2 1e-4, in place of Page's SGD (peak 0.4, weight decay 5e-4 x batch):
-# the zoo's contract is Adam, and Adam + one-cycle up to ~1e-2 is the common
-# recipe for this network. lenet5 and mobilenet_v2 keep the plain defaults.
-DEFAULT_HPARAMS: dict[str, dict[str, Any]] = {
-    model_names.RESNET9: {
-        "learning_rate": 5e-3,
-        "lr_schedule": schedules.ONE_CYCLE,
-        "lr_warmup_fraction": 0.2,
-        "label_smoothing": 0.1,
-        "width_multiplier": 0.25,
-    },
-}

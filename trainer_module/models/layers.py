@@ -1,9 +1,9 @@
-"""Building blocks shared by the model zoo (``models`` and ``cifar_models``).
+"""The zoo's own Keras parts: augmentation layers, conv blocks, the output head, the loss.
 
-Layers, the float32 output head and the label-smoothed loss live here rather
-than in ``trainer_module.models`` so that ``cifar_models`` can use them without
-importing ``models`` (which imports ``cifar_models`` to register its builders).
-Everything that used to be importable from ``trainer_module.models`` still is.
+Only what Keras does not offer as the zoo needs it; each class says why the
+stock part does not fit. Every class is registered for Keras serialization
+under the ``visionpipe`` package, so a ``.keras`` file of any zoo model loads
+without ``custom_objects``.
 """
 
 from __future__ import annotations
@@ -41,6 +41,12 @@ class RandomPadCrop(keras.layers.Layer):
     than zeros: after standardization a 0 is the dataset mean, a grey frame that
     never occurs in real images. Integer shifts only, so pixels are copied, not
     interpolated. The identity unless ``training=True``.
+
+    Why not ``keras.layers.RandomTranslation(..., interpolation="nearest")``: it
+    has no fill that reproduces this padding (its ``"reflect"`` repeats the edge
+    pixel, ``d c b a | a b c d``, where this pad is ``c b | a b c d``, and
+    ``"constant"`` is the grey frame), and its continuous shift, rounded to
+    whole pixels, draws the two extreme shifts half as often as the others.
     """
 
     def __init__(self, padding: int = 4, seed: int | None = None, **kwargs: Any) -> None:
@@ -72,6 +78,72 @@ class RandomPadCrop(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "padding": self.padding, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="visionpipe")
+class RandomStandardizedJitter(keras.layers.Layer):
+    """Random per-image contrast and brightness jitter for STANDARDIZED images.
+
+    Why not ``keras.layers.RandomContrast`` / ``RandomBrightness``: in Keras 3
+    both clip their output to ``value_range`` (default ``[0, 255]``) and
+    RandomBrightness scales its shift by the width of that range. Our inputs are
+    z-scores with negative values and no natural bounds, so the built-in layers
+    would silently clip away every below-mean pixel. This layer applies the same
+    two transformations without any clipping:
+
+        ``x' = (x - mean_c) * contrast + mean_c + brightness``
+
+    with ``mean_c`` the per-image, per-channel mean, ``contrast`` drawn from
+    ``[1 - contrast, 1 + contrast]`` and ``brightness`` from
+    ``[-brightness, brightness]``, once per image. Because the inputs are
+    standardized, ``brightness`` is measured in dataset standard deviations.
+    Like the built-in layers it is the identity unless ``training=True``.
+    """
+
+    def __init__(
+        self, contrast: float, brightness: float, seed: int | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 <= contrast < 1.0:
+            raise ValueError(f"contrast must be in [0, 1), got {contrast}")
+        if brightness < 0.0:
+            raise ValueError(f"brightness must be >= 0, got {brightness}")
+        self.contrast = contrast
+        self.brightness = brightness
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images: Any, training: bool = False) -> Any:
+        if not training:
+            return images
+        per_image = (keras.ops.shape(images)[0], 1, 1, 1)
+        contrast = keras.random.uniform(
+            per_image,
+            minval=1.0 - self.contrast,
+            maxval=1.0 + self.contrast,
+            dtype=self.compute_dtype,
+            seed=self.seed_generator,
+        )
+        brightness = keras.random.uniform(
+            per_image,
+            minval=-self.brightness,
+            maxval=self.brightness,
+            dtype=self.compute_dtype,
+            seed=self.seed_generator,
+        )
+        mean = keras.ops.mean(images, axis=(1, 2), keepdims=True)
+        return (images - mean) * contrast + mean + brightness
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "contrast": self.contrast,
+            "brightness": self.brightness,
+            "seed": self.seed,
+        }
 
 
 def conv_bn(
