@@ -8,13 +8,25 @@ an unreachable or refusing endpoint, or a run that ended in any other state;
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
-from collections.abc import Callable
 
-from kubeflow.client import DEFAULT_COOKIE_ENV, DEFAULT_TOKEN_ENV
-from kubeflow.package import PACKAGE_FILENAME
-from kubeflow.settings import DATA_ROOT_PARAMETER
+# kubeflow.client and kubeflow.settings import nothing heavy at their top;
+# kubeflow.package and kubeflow.runner (kfp, TFX) are imported where used.
+from kubeflow.client import DEFAULT_COOKIE_ENV, DEFAULT_TOKEN_ENV, Credentials, KubeflowClient, KubeflowClientError
+from kubeflow.settings import (
+    DATA_ROOT_PARAMETER,
+    DEFAULT_COMPONENT_RESOURCES,
+    DEFAULT_GPU_RESOURCE,
+    DEFAULT_TRAINER_RESOURCES,
+    PACKAGE_FILENAME,
+    ComponentResources,
+    KubeflowConfigError,
+    KubeflowSettings,
+    check_node_selector,
+)
+from pipeline.cli import options
 from pipeline.plumbing import errors
 
 DEFAULT_EXPERIMENT = "visionpipe"
@@ -35,13 +47,19 @@ def _package_path(text: str) -> str:
     return text
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except the None of options that are simply optional."""
+def _one_line_failures(handler: options.Handler) -> options.Handler:
+    """A bad setting, a refusing endpoint or a broken package: one `visionpipe: error:` line, exit 1."""
 
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.required:
-            return action.help
-        return super()._get_help_string(action)
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        from kubeflow.package import PackageError  # when a command runs: it loads kfp (a second)
+
+        try:
+            return handler(args)
+        except (KubeflowConfigError, KubeflowClientError, PackageError) as error:
+            return errors.fail(str(error))
+
+    return run
 
 
 def _add_connection_options(parser: argparse.ArgumentParser) -> None:
@@ -66,23 +84,25 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ui-url", help="base URL of the KFP UI for run links (default: --endpoint)")
 
 
-def add_kubeflow_parser(
-    subparsers: argparse._SubParsersAction,
-    add_training_options: Callable[[argparse.ArgumentParser], None],
-    positive_int: Callable[[str], int],
-) -> None:
-    """Registers `kubeflow compile|run|status`; training options are shared with `run`."""
+def add_kubeflow_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Adds `visionpipe kubeflow compile|run|status`: the `visionpipe.commands` entry point of this package.
+
+    Found by `pipeline.cli.main` through the entry point (pyproject.toml), so
+    that `pipeline` never imports `kubeflow`; the training options are the
+    ones `visionpipe run` has (`pipeline.cli.options`), as the pipeline is the same.
+    """
     kubeflow = subparsers.add_parser(
         "kubeflow", help="compile the pipeline for Kubeflow Pipelines v2, submit it, follow runs"
     )
     commands = kubeflow.add_subparsers(dest="kubeflow_command", required=True)
 
-    compile_parser = commands.add_parser(
+    compile_parser = options.add_command(
+        commands,
         "compile",
+        _one_line_failures(_compile),
         help="compile the pipeline into a KFP v2 YAML package",
         description="Compile the same pipeline as `visionpipe run` (TFX KubeflowV2DagRunner) into a "
         "Kubeflow Pipelines v2 package. Nothing is contacted.",
-        formatter_class=_HelpFormatter,
     )
     compile_parser.add_argument("--image", required=True, help="pipeline image with a tag or digest")
     compile_parser.add_argument(
@@ -96,9 +116,11 @@ def add_kubeflow_parser(
     compile_parser.add_argument(
         "--output", type=_package_path, default=PACKAGE_FILENAME, help="package file to write (.yaml or .yml)"
     )
-    compile_parser.add_argument("--gpus", type=int, default=1, help="GPUs for the Trainer (0: CPU only)")
     compile_parser.add_argument(
-        "--gpu-resource", default="nvidia.com/gpu", help="Kubernetes resource name of the GPU"
+        "--gpus", type=int, default=DEFAULT_TRAINER_RESOURCES.gpus, help="GPUs for the Trainer (0: CPU only)"
+    )
+    compile_parser.add_argument(
+        "--gpu-resource", default=DEFAULT_GPU_RESOURCE, help="Kubernetes resource name of the GPU"
     )
     compile_parser.add_argument(
         "--gpu-node-selector",
@@ -108,18 +130,25 @@ def add_kubeflow_parser(
         help="node label for the Trainer's pod, e.g. cloud.google.com/gke-accelerator=nvidia-tesla-t4 "
         "(repeatable)",
     )
-    compile_parser.add_argument("--trainer-cpu", default="4", help="Trainer CPU request")
-    compile_parser.add_argument("--trainer-memory", default="16Gi", help="Trainer memory request")
-    compile_parser.add_argument("--cpu", default="1", help="CPU request of every other component")
-    compile_parser.add_argument("--memory", default="4Gi", help="memory request of every other component")
-    add_training_options(compile_parser)
+    compile_parser.add_argument("--trainer-cpu", default=DEFAULT_TRAINER_RESOURCES.cpu, help="Trainer CPU request")
+    compile_parser.add_argument(
+        "--trainer-memory", default=DEFAULT_TRAINER_RESOURCES.memory, help="Trainer memory request"
+    )
+    compile_parser.add_argument(
+        "--cpu", default=DEFAULT_COMPONENT_RESOURCES.cpu, help="CPU request of every other component"
+    )
+    compile_parser.add_argument(
+        "--memory", default=DEFAULT_COMPONENT_RESOURCES.memory, help="memory request of every other component"
+    )
+    options.add_training_options(compile_parser)
 
-    run_parser = commands.add_parser(
+    run_parser = options.add_command(
+        commands,
         "run",
+        _one_line_failures(_run),
         help="upload a compiled package and start a run",
         description="Upload the package (a new pipeline, or a new version of it) and start a run "
         "through kfp.Client; prints the run id and its UI link.",
-        formatter_class=_HelpFormatter,
     )
     _add_connection_options(run_parser)
     run_parser.add_argument("--package", default=PACKAGE_FILENAME, help="the compiled package")
@@ -130,39 +159,20 @@ def add_kubeflow_parser(
     )
     run_parser.add_argument("--wait", action="store_true", help="follow the run until it finishes")
     run_parser.add_argument(
-        "--timeout", type=positive_int, default=DEFAULT_WAIT_TIMEOUT_SECONDS, help="--wait limit, seconds"
+        "--timeout", type=options.positive_int, default=DEFAULT_WAIT_TIMEOUT_SECONDS, help="--wait limit, seconds"
     )
     run_parser.add_argument(
-        "--poll-seconds", type=float, default=DEFAULT_POLL_SECONDS, help=argparse.SUPPRESS
+        "--poll-seconds", type=options.positive_float, default=DEFAULT_POLL_SECONDS, help=argparse.SUPPRESS
     )
 
-    status_parser = commands.add_parser(
-        "status", help="show a run's state", formatter_class=_HelpFormatter
-    )
+    status_parser = options.add_command(commands, "status", _one_line_failures(_status), help="show a run's state")
     _add_connection_options(status_parser)
     status_parser.add_argument("run_id", metavar="RUN_ID")
-    status_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    options.add_json_option(status_parser)
 
 
-def main(args: argparse.Namespace, run_config: Callable[..., object]) -> int:
-    """Dispatches `visionpipe kubeflow ...`; every expected failure is one line on stderr."""
-    from kubeflow.client import KubeflowClientError
-    from kubeflow.package import PackageError
-    from kubeflow.settings import KubeflowConfigError
-
-    try:
-        if args.kubeflow_command == "compile":
-            return _compile(args, run_config)
-        if args.kubeflow_command == "run":
-            return _run(args)
-        return _status(args)
-    except (KubeflowConfigError, KubeflowClientError, PackageError) as error:
-        return errors.fail(str(error))
-
-
-def _compile(args: argparse.Namespace, run_config: Callable[..., object]) -> int:
-    from kubeflow.settings import ComponentResources, KubeflowSettings, check_node_selector
-
+def _compile(args: argparse.Namespace) -> int:
+    """Checks the settings and the training options (before TFX is imported), then compiles."""
     settings = KubeflowSettings(
         image=args.image,
         pipeline_root=args.pipeline_root,
@@ -175,7 +185,9 @@ def _compile(args: argparse.Namespace, run_config: Callable[..., object]) -> int
     )
     for warning in settings.storage_warnings():
         print(f"visionpipe: warning: {warning}", file=sys.stderr)
-    config = run_config(args, data_dir=settings.data_root_for(args.dataset), output_dir=settings.pipeline_root)
+    config = options.training_config(
+        args, data_dir=settings.data_root_for(args.dataset), output_dir=settings.pipeline_root
+    )
     print(f"visionpipe: compiling {config.pipeline_name} for Kubeflow Pipelines (image {settings.image}) ...")
     from kubeflow import runner
 
@@ -186,9 +198,7 @@ def _compile(args: argparse.Namespace, run_config: Callable[..., object]) -> int
     return 0
 
 
-def _connect(args: argparse.Namespace):  # -> KubeflowClient, imported lazily
-    from kubeflow.client import Credentials, KubeflowClient
-
+def _connect(args: argparse.Namespace) -> KubeflowClient:
     credentials = Credentials.from_environment(args.token_env, args.cookie_env)
     return KubeflowClient(args.endpoint, credentials, namespace=args.namespace, ui_url=args.ui_url)
 

@@ -18,8 +18,6 @@ so `complete_package` adds what a cluster run needs:
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
 from typing import Any
 
 import yaml
@@ -27,8 +25,9 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kubeflow import resources as resources_lib
+from pipeline.plumbing.atomic_files import write_text_atomically
 
-PACKAGE_FILENAME = "pipeline.yaml"
+PACKAGE_HEADER = "# visionpipe Kubeflow Pipelines v2 package (compiled by TFX KubeflowV2DagRunner)\n"
 
 
 class PackageError(ValueError):
@@ -78,17 +77,7 @@ def write_package(documents: list[dict[str, Any]], path: str) -> None:
     """
     text = "---\n".join(yaml.safe_dump(document, sort_keys=True) for document in documents)
     parse_package(text, path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, scratch = tempfile.mkstemp(prefix=".pipeline-", suffix=".yaml", dir=directory)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write("# visionpipe Kubeflow Pipelines v2 package (compiled by TFX KubeflowV2DagRunner)\n")
-            out.write(text)
-        os.replace(scratch, path)
-    except BaseException:
-        os.unlink(scratch)
-        raise
+    write_text_atomically(path, PACKAGE_HEADER + text)
 
 
 def parse_package(

@@ -13,42 +13,21 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from kubeflow.settings import ComponentResources
+from kubeflow.settings import ComponentResources, quantity_value
 
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
-
-_SUFFIX_FACTORS = {
-    "": 1.0,
-    "m": 1e-3,
-    "k": 1e3,
-    "M": 1e6,
-    "G": 1e9,
-    "T": 1e12,
-    "Ki": 2.0**10,
-    "Mi": 2.0**20,
-    "Gi": 2.0**30,
-    "Ti": 2.0**40,
-}
-_QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
-
-
-def quantity_value(quantity: str) -> float:
-    """A Kubernetes quantity as a plain number: "500m" -> 0.5, "2Gi" -> 2147483648."""
-    number, suffix = _QUANTITY.match(quantity).groups()  # type: ignore[union-attr]
-    return float(number) * _SUFFIX_FACTORS[suffix]
 
 
 def resource_spec(resources: ComponentResources) -> ResourceSpec:
     """Requests for CPU and memory, plus a GPU limit when `resources.gpus` > 0."""
     spec = ResourceSpec(
-        cpu_request=quantity_value(resources.cpu),
+        cpu_request=float(quantity_value(resources.cpu, "cpu")),  # the legacy field is in cores
         resource_cpu_request=resources.cpu,
-        memory_request=quantity_value(resources.memory) / 1e9,  # the legacy field is in GB
+        memory_request=float(quantity_value(resources.memory, "memory")) / 1e9,  # ... and this one in GB
         resource_memory_request=resources.memory,
     )
     if resources.gpus:

@@ -45,10 +45,11 @@ from kubeflow.resources import resource_spec  # noqa: E402
 from kubeflow.settings import (  # noqa: E402
     CONTAINER_PROJECT_ROOT,
     DATA_ROOT_PARAMETER,
+    PACKAGE_FILENAME,
     KubeflowConfigError,
     KubeflowSettings,
 )
-from pipeline import definition  # noqa: E402
+from pipeline import configs, definition  # noqa: E402
 from pipeline.configs import INFRA_VALIDATOR, SERVING_GATE, RunConfig  # noqa: E402
 
 TRAINER_ID = "Trainer"
@@ -78,6 +79,7 @@ def build_kubeflow_pipeline(config: RunConfig, settings: KubeflowSettings) -> tf
         ),
         schema_root=CONTAINER_SCHEMA_ROOT,
         compare_with_blessed=False,
+        beam_pipeline_args=configs.IN_PROCESS_BEAM_ARGS,
     )
     for component in pipeline.components:
         resources = (
@@ -116,8 +118,8 @@ def compile_package(config: RunConfig, settings: KubeflowSettings, output_path: 
     """
     pipeline = build_kubeflow_pipeline(config, settings)
     with tempfile.TemporaryDirectory(prefix="visionpipe-kfp-") as scratch:
-        _dag_runner(settings, scratch, package.PACKAGE_FILENAME).run(pipeline)
-        with open(os.path.join(scratch, package.PACKAGE_FILENAME), encoding="utf-8") as handle:
+        _dag_runner(settings, scratch, PACKAGE_FILENAME).run(pipeline)
+        with open(os.path.join(scratch, PACKAGE_FILENAME), encoding="utf-8") as handle:
             spec = package.read_pipeline_spec_document(handle.read())
     documents = package.complete_package(
         spec,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from decimal import Decimal
 
 # Where kubeflow/Dockerfile puts the project inside the image (its WORKDIR).
 # Paths baked into the compiled package (the curated schemas) point here.
@@ -20,6 +21,11 @@ CONTAINER_PROJECT_ROOT = "/app"
 # input_base). Here, not in kubeflow.runner, so that submitting a package
 # never imports TFX and TensorFlow (half a minute).
 DATA_ROOT_PARAMETER = "data_root"
+
+# The compiled package's default file name. Here, not in kubeflow.package,
+# so that building the CLI's parser never imports kfp (a second, through
+# kfp.pipeline_spec -> kfp -> kfp.client -> kubernetes).
+PACKAGE_FILENAME = "pipeline.yaml"
 
 CLUSTER_URI_SCHEMES = ("gs", "s3", "minio")
 # TensorFlow 2.21 reads and writes gs:// natively, and TFX executors write
@@ -35,7 +41,10 @@ _IMAGE_REFERENCE = re.compile(
     r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
-_QUANTITY = re.compile(r"^[0-9]+(?:\.[0-9]+)?(?:m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+
+# The Kubernetes resource name of a GPU (NVIDIA's device plugin): the
+# Trainer's limit and the taint its toleration matches.
+DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
 
 
 class KubeflowConfigError(ValueError):
@@ -75,12 +84,33 @@ def check_cluster_uri(uri: str, option: str) -> str:
     return uri.rstrip("/")
 
 
-def check_quantity(value: str, option: str) -> str:
-    """A Kubernetes resource quantity such as "500m", "2", "8Gi"."""
-    if not _QUANTITY.match(value):
+def quantity_value(value: str, option: str) -> Decimal:
+    """A resource request such as "500m", "2", "8Gi" as a number, parsed by the Kubernetes client library.
+
+    `kubernetes.utils.parse_quantity` reads the number with `decimal.Decimal`,
+    so on its own it also takes what no request can be ("-1", "NaN",
+    "Infinity") and Decimal's own spellings ("16 Gi", "1_000"), which the
+    API server would refuse only when the pod is created: refused here too.
+    (It is laxer than the server in two more ways, "1K" and "1mi", which no
+    one types for a request.) Imported here, not at the top: `import
+    kubernetes` loads its whole API client, about a second.
+    """
+    from kubernetes.utils import parse_quantity
+
+    try:
+        number = None if any(c.isspace() or c == "_" for c in value) else parse_quantity(value)
+    except (ValueError, ArithmeticError):  # ArithmeticError: decimal's own, e.g. "sNaNk", "1e999999999Ei"
+        number = None
+    if number is None or not number.is_finite() or number < 0:
         raise KubeflowConfigError(
             f"{option} {value!r}: not a Kubernetes quantity (e.g. 2, 500m, 8Gi, 16G)"
         )
+    return number
+
+
+def check_quantity(value: str, option: str) -> str:
+    """`value` if it is a Kubernetes resource quantity (see `quantity_value`)."""
+    quantity_value(value, option)
     return value
 
 
@@ -102,7 +132,13 @@ class ComponentResources:
     cpu: str
     memory: str
     gpus: int = 0
-    gpu_resource: str = "nvidia.com/gpu"
+    gpu_resource: str = DEFAULT_GPU_RESOURCE
+
+
+# The defaults of `visionpipe kubeflow compile`'s resource options: every
+# component but the Trainer, and the Trainer (one GPU).
+DEFAULT_COMPONENT_RESOURCES = ComponentResources(cpu="1", memory="4Gi")
+DEFAULT_TRAINER_RESOURCES = ComponentResources(cpu="4", memory="16Gi", gpus=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,8 +153,8 @@ class KubeflowSettings:
     image: str
     pipeline_root: str
     data_root: str | None = None  # None: <pipeline_root>/data/<dataset>
-    component_resources: ComponentResources = ComponentResources(cpu="1", memory="4Gi")
-    trainer_resources: ComponentResources = ComponentResources(cpu="4", memory="16Gi", gpus=1)
+    component_resources: ComponentResources = DEFAULT_COMPONENT_RESOURCES
+    trainer_resources: ComponentResources = DEFAULT_TRAINER_RESOURCES
     gpu_node_selector: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -7,18 +7,25 @@ the offending file, and no pipeline output (no pushed model, no summary).
 from __future__ import annotations
 
 import gzip
+import importlib.metadata
+import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from PIL import Image
 
-from components import cifar_files, idx_format
+from tests import cifar_files
+from tests import idx_files
 from pipeline.cli import main as cli
 from tests.conftest import write_idx_dataset
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -76,7 +83,7 @@ def break_corrupt_gzip(data_dir: str) -> str:
 
 
 def break_count_mismatch(data_dir: str) -> str:
-    idx_format.write_idx(
+    idx_files.write_idx(
         os.path.join(data_dir, "train-labels-idx1-ubyte.gz"), np.zeros(59, dtype=np.uint8)
     )
     return "train-"
@@ -85,12 +92,12 @@ def break_count_mismatch(data_dir: str) -> str:
 def break_label_range(data_dir: str) -> str:
     labels = np.zeros(60, dtype=np.uint8)
     labels[33] = 10
-    idx_format.write_idx(os.path.join(data_dir, "train-labels-idx1-ubyte.gz"), labels)
+    idx_files.write_idx(os.path.join(data_dir, "train-labels-idx1-ubyte.gz"), labels)
     return "train-labels-idx1-ubyte.gz"
 
 
 def break_image_dimensions(data_dir: str) -> str:
-    idx_format.write_idx(
+    idx_files.write_idx(
         os.path.join(data_dir, "t10k-images-idx3-ubyte.gz"), np.zeros((20, 32, 32), dtype=np.uint8)
     )
     return "t10k-images-idx3-ubyte.gz"
@@ -167,6 +174,86 @@ def test_bounds_are_named_in_the_usage_error(capsys):
     with pytest.raises(SystemExit):
         cli.main(["kubeflow", "compile", "--image", "i", "--pipeline-root", "gs://b/r", "--output", "pkg.json"])
     assert "pkg.json: a Kubeflow Pipelines v2 package is YAML; give it a .yaml or .yml name" in capsys.readouterr().err
+
+
+BUILT_IN_COMMANDS = ("run", "slices", "report", "fetch", "predict", "serve-check")
+
+
+def _help(capsys, *argv: str) -> str:
+    with pytest.raises(SystemExit) as caught:
+        cli.main([*argv, "--help"])
+    assert caught.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_help_lists_the_built_in_and_the_plugged_in_commands(capsys):
+    usage = _help(capsys).splitlines()[1]  # "  {run,slices,...,kubeflow} ..."
+    assert set(usage.strip().split()[0].strip("{}").split(",")) == {*BUILT_IN_COMMANDS, "kubeflow"}
+    assert "{compile,run,status}" in _help(capsys, "kubeflow")
+
+
+def test_kubeflow_is_a_plugin_found_through_its_entry_point():
+    """pipeline/ never imports kubeflow/: the group is registered in pyproject.toml."""
+    (plugin,) = [p for p in importlib.metadata.entry_points(group=cli.COMMAND_PLUGINS) if p.name == "kubeflow"]
+    assert plugin.value == "kubeflow.commands:add_kubeflow_parser"
+
+
+def test_a_plugin_that_cannot_load_costs_only_its_own_commands(capsys, monkeypatch):
+    broken = importlib.metadata.EntryPoint("broken", "no_such_package.commands:add_parser", cli.COMMAND_PLUGINS)
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [broken])
+
+    out = _help(capsys)
+    assert all(command in out for command in BUILT_IN_COMMANDS) and "kubeflow" not in out
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "visionpipe: warning: the 'broken' commands (no_such_package.commands:add_parser) are unavailable: "
+        "No module named 'no_such_package'"
+    ]
+
+
+def test_a_usage_error_found_by_a_handler_shows_that_command_s_usage(capsys):
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["kubeflow", "compile", "--image", "i:1", "--pipeline-root", "gs://b/r",
+                  "--dataset", "mnist", "--normalization", "imagenet"])  # fmt: skip
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: visionpipe kubeflow compile ")
+    assert "mnist images have 1 channel; use --normalization computed" in err.splitlines()[-1]
+
+
+USAGE_ERRORS = [
+    ["run", "--epochs", "0"],
+    ["run", "--dataset", "mnist"],
+    ["run", "--dataset", "mnist", "--data-dir", "d", "--normalization", "imagenet"],
+    ["run", "--output-dir", "run[1]"],
+    ["kubeflow", "compile", "--image", "i:1", "--pipeline-root", "gs://b/r", "--dataset", "mnist", "--normalization", "imagenet"],
+    ["kubeflow", "run", "--endpoint", "http://localhost:1", "--poll-seconds", "0"],
+    ["kubeflow", "status", "--endpoint", "http://localhost:1"],
+    ["slices", "--output-dir", "a", "--eval-dir", "b"],
+]
+
+
+def test_usage_errors_exit_2_before_tensorflow_or_tfx_is_imported(tmp_path):
+    """A mistyped option costs a second, not the 17 s import of TFX."""
+    script = (
+        "import json, sys\n"
+        "from pipeline.cli import main as cli\n"
+        "outcomes = []\n"
+        "for argv in json.loads(sys.argv[1]):\n"
+        "    try:\n"
+        "        code = cli.main(argv)\n"
+        "    except SystemExit as stop:\n"
+        "        code = stop.code\n"
+        "    outcomes.append([code, 'tensorflow' in sys.modules or 'tfx' in sys.modules])\n"
+        "print(json.dumps(outcomes))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(USAGE_ERRORS)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == [[2, False]] * len(USAGE_ERRORS), result.stderr
 
 
 def test_fetch_offline_is_one_clear_line(tmp_path, capsys, monkeypatch):

@@ -326,7 +326,7 @@ def test_run_does_not_import_tensorflow(kfp_server: KfpApiServer, package_path: 
         "import sys\n"
         "from kfp.client import client\n"
         f"client.Client._LOCAL_KFP_CONTEXT = {str(tmp_path / 'context.json')!r}\n"
-        "from pipeline import cli\n"
+        "from pipeline.cli import main as cli\n"
         f"code = cli.main(['kubeflow', 'run', '--endpoint', {kfp_server.url!r}, '--package', {str(package_path)!r}])\n"
         "print('exit', code, 'tensorflow' in sys.modules, 'tfx' in sys.modules)\n"
     )

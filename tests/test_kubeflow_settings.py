@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from kubeflow.settings import (
     check_cluster_uri,
     check_image_reference,
     check_node_selector,
+    quantity_value,
 )
 from pipeline.cli import main as cli
 
@@ -87,6 +89,32 @@ def test_resources_are_checked_and_converted() -> None:
     assert (spec.accelerator.resource_type, spec.accelerator.count) == ("nvidia.com/gpu", 1)
     with pytest.raises(KubeflowConfigError, match="expected KEY=VALUE"):
         check_node_selector(("pool=gpu", "novalue="))
+
+
+@pytest.mark.parametrize(
+    "quantity, value",
+    [("2", 2), ("500m", 0.5), ("0.5", 0.5), ("8Gi", 8 * 2**30), ("1.5Gi", 1.5 * 2**30), ("16G", 16e9), ("1e3", 1000)],
+)
+def test_quantities_are_read_as_kubernetes_reads_them(quantity: str, value: float) -> None:
+    assert float(quantity_value(quantity, "--memory")) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("quantity", ["4 GB", "16GB", "16gi", "1ki", "Gi", "", "-1", "NaN", "Infinity", "16 Gi", "1_000"])
+def test_what_is_no_resource_request_is_refused(quantity: str) -> None:
+    with pytest.raises(KubeflowConfigError, match=re.escape(f"--memory {quantity!r}: not a Kubernetes quantity")):
+        quantity_value(quantity, "--memory")
+
+
+def test_compile_defaults_are_the_settings_defaults() -> None:
+    """One owner: `kubeflow compile`'s resource options default to KubeflowSettings' own defaults."""
+    parser = cli.build_parser()
+    args = parser.parse_args(["kubeflow", "compile", "--image", "v:1", "--pipeline-root", "gs://b/r"])
+    defaults = KubeflowSettings(image="v:1", pipeline_root="gs://b/r")
+    assert (args.cpu, args.memory) == (defaults.component_resources.cpu, defaults.component_resources.memory)
+    trainer = defaults.trainer_resources
+    assert (args.trainer_cpu, args.trainer_memory, args.gpus, args.gpu_resource) == (
+        trainer.cpu, trainer.memory, trainer.gpus, trainer.gpu_resource
+    )
 
 
 @pytest.mark.parametrize(
