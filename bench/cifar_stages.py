@@ -2,7 +2,7 @@
 
 CIFAR-10 cannot be downloaded on the machines this project is built on, so the
 benchmark writes the official Python-version tarball itself, at full size, with
-synthetic pixels (`components.cifar_files.synthetic_cifar`). Stage costs depend on the
+synthetic pixels (`tests.cifar_files.synthetic_cifar`). Stage costs depend on the
 number and size of images, not on what they show; ACCURACY ON REAL CIFAR-10
 IS NOT MEASURED HERE.
 
@@ -35,8 +35,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from bench.results_io import save_results
 from bench.run_artifacts import newest  # noqa: E402
-from components import cifar_files, cifar_format, example_splits  # noqa: E402
-from pipeline import configs, datasets, definition  # noqa: E402
+from components.cifar_example_gen import cifar_format  # noqa: E402
+from components.example_gen import example_splits  # noqa: E402
+from tests import cifar_files  # noqa: E402
+from pipeline import configs, datasets, definition, local_runner  # noqa: E402
 from pipeline.plumbing import run_logging  # noqa: E402
 from pipeline.plumbing.progress import ComponentProgress  # noqa: E402
 from trainer_module import features, model_names  # noqa: E402
@@ -76,12 +78,14 @@ def run_data_stages(config: configs.RunConfig) -> tuple[dict[str, float], str]:
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             config.metadata_path
         ),
+        beam_pipeline_args=configs.IN_PROCESS_BEAM_ARGS,
         data_stages_only=True,
     )
-    progress = ComponentProgress(DATA_STAGES)
+    run_id = local_runner.new_run_id()
+    progress = ComponentProgress(DATA_STAGES, config.metadata_path, config.pipeline_name, run_id)
     log_path = run_logging.new_log_path(config.output_dir)
     with run_logging.captured_run_logs(log_path, [progress], verbose=False):
-        tfx.orchestration.LocalDagRunner().run(data_pipeline)
+        local_runner.run_pipeline(data_pipeline, run_id)
     return dict(progress.seconds), config.pipeline_root
 
 
@@ -153,7 +157,7 @@ def main() -> int:
     seconds, pipeline_root = run_data_stages(config)
 
     total = TRAIN_BATCHES * PER_BATCH + TEST_COUNT
-    weights = configs.RunConfig().train_eval_weights
+    weights = example_splits.DEFAULT_TRAIN_EVAL_WEIGHTS
     train_count = sum(
         example_splits.split_bucket(f"data_batch_{batch}-{index:05d}".encode(), sum(weights))
         < weights[0]

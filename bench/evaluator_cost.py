@@ -38,7 +38,9 @@ from bench.alternation import alternate  # noqa: E402
 from components import prediction_outcome  # noqa: E402
 from pipeline import configs  # noqa: E402
 from pipeline.inspect import evaluator_runs  # noqa: E402
-from pipeline.definition import DEFAULT_BEAM_ARGS, EVALUATION_SPLIT, make_eval_config  # noqa: E402
+from pipeline.configs import IN_PROCESS_BEAM_ARGS  # noqa: E402
+from pipeline.eval_config import make_eval_config  # noqa: E402
+from tfx.utils import path_utils  # noqa: E402
 from trainer_module import features  # noqa: E402
 
 
@@ -69,7 +71,7 @@ def evaluate_once(model_dir: str, data_files: str, config: tfma.EvalConfig, with
             data_location=data_files,
             output_path=output,
             extractors=extractors,
-            pipeline_options=PipelineOptions(list(DEFAULT_BEAM_ARGS)),
+            pipeline_options=PipelineOptions(list(IN_PROCESS_BEAM_ARGS)),
         )
         return time.perf_counter() - started
 
@@ -81,9 +83,9 @@ def main() -> int:
     args = parser.parse_args()
 
     run = evaluator_runs.latest_evaluator_run(os.path.join(args.output_dir, configs.METADATA_FILE))
-    model_dir = os.path.join(run.model_uri, "Format-Serving")
-    data_files = os.path.join(run.examples_uri, f"Split-{EVALUATION_SPLIT}", "*")
-    full = make_eval_config(0.0, None)
+    model_dir = path_utils.serving_model_dir(run.model_uri)
+    data_files = os.path.join(run.test_split_uri, "*")
+    full = make_eval_config(0.0, None, num_classes=configs.dataset_of_pipeline(run.pipeline_name).num_classes)
     variants = {"minimal": (minimal_config(full), False), "full": (full, True)}
     print(f"model {model_dir}\ntest split {data_files}", flush=True)
 

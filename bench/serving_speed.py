@@ -115,7 +115,7 @@ def main() -> int:
         summary = json.load(handle)
     pushed = resolve_model_dir(args.output_dir)
     run = evaluator_runs.latest_evaluator_run(os.path.join(args.output_dir, configs.METADATA_FILE))
-    examples = serving_requests.read_test_examples(os.path.join(run.examples_uri, "Split-test", "*"))
+    examples = serving_requests.read_test_examples(os.path.join(run.test_split_uri, "*"))
     print(f"pushed model {pushed} ({summary['dataset']} / {summary['model']}); {len(examples):,} test examples", flush=True)
 
     pushed_report = probe_latency(pushed, args.rounds)

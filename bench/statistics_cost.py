@@ -40,7 +40,7 @@ from bench.alternation import alternate  # noqa: E402
 from components.anomaly_gate import IMAGE_FORMAT_HISTOGRAM, STATISTICS_OPTIONS  # noqa: E402
 from pipeline import configs, datasets  # noqa: E402
 from pipeline.inspect import evaluator_runs  # noqa: E402
-from pipeline.definition import DEFAULT_BEAM_ARGS  # noqa: E402
+from pipeline.configs import IN_PROCESS_BEAM_ARGS  # noqa: E402
 
 
 def options_variants(schema_path: str) -> dict[str, tfdv.StatsOptions]:
@@ -56,7 +56,7 @@ def statistics_once(data_files: str, options: tfdv.StatsOptions, output: str) ->
         data_location=data_files,
         output_path=output,
         stats_options=options,
-        pipeline_options=PipelineOptions(list(DEFAULT_BEAM_ARGS)),
+        pipeline_options=PipelineOptions(list(IN_PROCESS_BEAM_ARGS)),
     )
     seconds = time.perf_counter() - started
     image = next(feature for feature in result.datasets[0].features if list(feature.path.step) == ["image"])

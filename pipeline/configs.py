@@ -10,6 +10,7 @@ import dataclasses
 import glob
 import os
 
+from components.example_gen.example_splits import DEFAULT_TRAIN_EVAL_WEIGHTS
 from pipeline import datasets
 
 from trainer_module import normalization_names
@@ -32,6 +33,18 @@ DEFAULT_WORST_COUNT = 16  # worst-classified test images in `visionpipe report`
 SERVING_GATE = "serving-gate"
 INFRA_VALIDATOR = "infra-validator"
 SERVING_CHECKS = (SERVING_GATE, INFRA_VALIDATOR)
+# How the Beam-based components (ExampleGen ... Evaluator) run, on a laptop and
+# in a Kubeflow pod alike: in-process on the FnApiRunner. Naming the runner
+# matters: Beam 2.77's DirectRunner first tries the Prism runner, which
+# downloads a binary from the internet (failing offline, or silently switching
+# runners online). One in-process worker: on 2 cores, worker processes cost
+# more in pickling than they win in parallelism, and in-process keeps the
+# tfx-bsl shim (components/tfx_bsl_compat.py) that worker processes would lack.
+IN_PROCESS_BEAM_ARGS = (
+    "--runner=FnApiRunner",
+    "--direct_running_mode=in_memory",
+    "--direct_num_workers=1",
+)
 # Allowed drop in accuracy relative to the latest blessed model before a new one
 # is refused (0 means "no worse than").
 DEFAULT_CHANGE_THRESHOLD = 0.0
@@ -80,7 +93,7 @@ class RunConfig:
     batch_size: int = DEFAULT_BATCH_SIZE
     accuracy_threshold: float = DEFAULT_ACCURACY_THRESHOLD
     change_threshold: float = DEFAULT_CHANGE_THRESHOLD
-    train_eval_weights: tuple[int, int] = (5, 1)
+    train_eval_weights: tuple[int, int] = DEFAULT_TRAIN_EVAL_WEIGHTS
     normalization: str = normalization_names.COMPUTED
     serving_check: str = SERVING_GATE
     # Training hyperparameters: None keeps the model's own tuned default

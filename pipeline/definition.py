@@ -9,127 +9,27 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import tensorflow_model_analysis as tfma
-from tensorflow_model_analysis.proto import config_pb2  # PerSliceMetricThreshold is not re-exported
 from tfx import v1 as tfx
 
 from components.anomaly_gate import STATISTICS_OPTIONS, AnomalyGate
 from components.atomic_pusher import AtomicPusher
 from components.cifar_example_gen.component import CifarExampleGen
-from components import class_metrics, prediction_outcome
 from components.idx_example_gen.component import IdxExampleGen
 from components.serving_gate import ServingGate
-from pipeline import datasets
+from pipeline import datasets, eval_config
 from pipeline.configs import INFRA_VALIDATOR, RunConfig
-from trainer_module import features
-from trainer_module.signatures import CLASSIFY_SIGNATURE, EXAMPLE_SIGNATURE, PROBABILITIES
+from trainer_module.signatures import CLASSIFY_SIGNATURE, EXAMPLE_SIGNATURE
 
 PREPROCESSING_FN = "trainer_module.preprocessing.preprocessing_fn"
 RUN_FN = "trainer_module.run_fn.run_fn"
-ACCURACY_METRIC = "SparseCategoricalAccuracy"
-TOP_K = 2  # top-2 accuracy: is the true class at least the runner-up?
-NUM_CLASSES = 10  # every dataset of pipeline.datasets has ten classes
-# Adds the prediction_outcome slice feature inside the Evaluator (by import path,
-# so nothing is packaged as a wheel and Kubeflow images import it the same way).
-EVALUATOR_MODULE = "components.prediction_outcome"
-EVALUATION_SPLIT = "test"
 # The stock InfraValidator's model server: the newest TensorFlow Serving release
 # (the tensorflow/serving:<tag> image, started in the local Docker engine).
 TF_SERVING_TAG = "2.20.0"
 INFRA_VALIDATION_EXAMPLES = 256  # test examples InfraValidator turns into requests
-INFERENCE_BATCH_SIZE = 256
-# Beam runs in-process on the FnApiRunner. Naming it explicitly matters: Beam
-# 2.77's DirectRunner first tries the Prism runner, which downloads a binary
-# from the internet (failing offline, or silently switching runners online).
-# In-process workers: on a 2-core machine, worker processes cost more in
-# pickling than they win in parallelism, and in-process keeps the tfx-bsl shim.
-DEFAULT_BEAM_ARGS = (
-    "--runner=FnApiRunner",
-    "--direct_running_mode=in_memory",
-    "--direct_num_workers=1",
-)
 
 
 # Source format (pipeline.datasets) -> the ExampleGen that reads it.
 EXAMPLE_GENS = {datasets.IDX_FORMAT: IdxExampleGen, datasets.CIFAR_FORMAT: CifarExampleGen}
-
-
-def _accuracy_gate(accuracy_threshold: float, change_threshold: float | None) -> tfma.MetricConfig:
-    """SparseCategoricalAccuracy, gated on the overall slice only.
-
-    Above `accuracy_threshold` AND no worse than the latest blessed model by
-    more than `change_threshold`; `None` skips the comparison (no baseline).
-    Per-class slices are for inspection, not for blessing.
-    """
-    change = (
-        None
-        if change_threshold is None
-        else tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-            absolute={"value": -change_threshold - 1e-10},
-        )
-    )
-    return tfma.MetricConfig(
-        class_name=ACCURACY_METRIC,
-        per_slice_thresholds=[
-            config_pb2.PerSliceMetricThreshold(
-                slicing_specs=[tfma.SlicingSpec()],
-                threshold=tfma.MetricThreshold(
-                    value_threshold=tfma.GenericValueThreshold(lower_bound={"value": accuracy_threshold}),
-                    change_threshold=change,
-                ),
-            )
-        ],
-    )
-
-
-def make_eval_config(
-    accuracy_threshold: float, change_threshold: float | None, num_classes: int = NUM_CLASSES
-) -> tfma.EvalConfig:
-    """What the Evaluator computes on the test split, and what it blesses on.
-
-    Slices: overall, per class (by `label` id and, for people, by `class_name`),
-    and by `prediction_outcome` (correct / misclassified; added by
-    components.prediction_outcome). Metrics: accuracy (the gate), top-2
-    accuracy, example count, the multi-class confusion matrix (a plot), and
-    one-vs-rest precision, recall and calibration per class.
-    `change_threshold=None` gates on the absolute threshold only, for pipelines
-    built without a baseline model (`create_pipeline(compare_with_blessed=False)`).
-    """
-    return tfma.EvalConfig(
-        model_specs=[
-            tfma.ModelSpec(
-                signature_name=EXAMPLE_SIGNATURE,
-                label_key=features.LABEL_KEY,
-                prediction_key=PROBABILITIES,
-                # Fixed batches: TFMA's default adaptive batching starts at 1
-                # and makes evaluation several times slower.
-                inference_batch_size=INFERENCE_BATCH_SIZE,
-            )
-        ],
-        slicing_specs=[
-            tfma.SlicingSpec(),
-            tfma.SlicingSpec(feature_keys=[features.LABEL_KEY]),
-            # The same per-class slices, keyed by name ("Coat", "cat") for people.
-            tfma.SlicingSpec(feature_keys=[features.CLASS_NAME_KEY]),
-            tfma.SlicingSpec(feature_keys=[prediction_outcome.PREDICTION_OUTCOME_KEY]),
-        ],
-        metrics_specs=[
-            tfma.MetricsSpec(
-                metrics=[
-                    _accuracy_gate(accuracy_threshold, change_threshold),
-                    tfma.MetricConfig(class_name="SparseTopKCategoricalAccuracy", config=f'"k": {TOP_K}'),
-                    tfma.MetricConfig(class_name="ExampleCount"),
-                    tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
-                    # One-vs-rest precision, recall, calibration per class (sub
-                    # keys "classId:0" .. "classId:N-1"; a class counts as
-                    # predicted when it is the arg-max, as for accuracy). One
-                    # pass for all classes instead of TFMA's binarize (see module).
-                    class_metrics.metric_config(num_classes),
-                ]
-            ),
-        ],
-    )
 
 
 def serving_validator(config: RunConfig, model: Any, examples: Any, evaluation: Any) -> Any:
@@ -157,7 +57,7 @@ def serving_validator(config: RunConfig, model: Any, examples: Any, evaluation: 
                 tensorflow_serving=tfx.proto.TensorFlowServingRequestSpec(
                     signature_names=[EXAMPLE_SIGNATURE, CLASSIFY_SIGNATURE]
                 ),
-                split_name=EVALUATION_SPLIT,
+                split_name=eval_config.EVALUATION_SPLIT,
                 num_examples=INFRA_VALIDATION_EXAMPLES,
                 make_warmup=True,
             ),
@@ -192,9 +92,9 @@ def training_custom_config(config: RunConfig) -> dict[str, Any]:
 def create_pipeline(
     config: RunConfig,
     metadata_connection_config: Any | None = None,
-    beam_pipeline_args: tuple[str, ...] = DEFAULT_BEAM_ARGS,
-    data_stages_only: bool = False,
     *,
+    beam_pipeline_args: tuple[str, ...],
+    data_stages_only: bool = False,
     input_base: Any = None,
     schema_root: str = datasets.SCHEMA_ROOT,
     compare_with_blessed: bool = True,
@@ -203,6 +103,9 @@ def create_pipeline(
 
     The one pipeline definition behind every runner; the keyword options are
     the few things a runner must decide for its platform (kubeflow/runner.py):
+
+    * `beam_pipeline_args`: how the Beam-based components run (the runner's
+      choice: `configs.IN_PROCESS_BEAM_ARGS` locally).
 
     * `data_stages_only` stops after Transform (ExampleGen ... Transform), for
       benchmarks that measure the data stages at scale without training.
@@ -300,13 +203,13 @@ def create_pipeline(
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
-        eval_config=make_eval_config(
+        eval_config=eval_config.make_eval_config(
             config.accuracy_threshold,
             config.change_threshold if compare_with_blessed else None,
             num_classes=len(spec.class_names),
         ),
-        example_splits=[EVALUATION_SPLIT],
-        module_path=EVALUATOR_MODULE,
+        example_splits=[eval_config.EVALUATION_SPLIT],
+        module_path=eval_config.EVALUATOR_MODULE,
         **baseline_inputs,
     )
 

@@ -27,10 +27,9 @@ from tfx.orchestration.local import local_dag_runner  # noqa: E402
 from tfx.orchestration.portable import runtime_parameter_utils  # noqa: E402
 from tfx.proto.orchestration import pipeline_pb2  # noqa: E402
 
-from pipeline import definition  # noqa: E402
+from pipeline import configs, definition  # noqa: E402
 from pipeline.plumbing import errors, output_lock, run_logging  # noqa: E402
 from pipeline.plumbing.progress import ComponentProgress  # noqa: E402
-from pipeline.configs import RunConfig  # noqa: E402
 
 ENVIRONMENT_SETTINGS = {
     "VISIONPIPE_DATASET": ("dataset", str),
@@ -44,18 +43,18 @@ ENVIRONMENT_SETTINGS = {
 }
 
 
-def config_from_environment(environ: dict[str, str] | None = None) -> RunConfig:
-    """RunConfig from VISIONPIPE_* variables, for runs started by the TFX CLI."""
+def config_from_environment(environ: dict[str, str] | None = None) -> configs.RunConfig:
+    """configs.RunConfig from VISIONPIPE_* variables, for runs started by the TFX CLI."""
     environ = dict(os.environ if environ is None else environ)
     overrides = {
         field: parse(environ[name])
         for name, (field, parse) in ENVIRONMENT_SETTINGS.items()
         if environ.get(name)
     }
-    return RunConfig(**overrides).absolute()
+    return configs.RunConfig(**overrides).absolute()
 
 
-def build_local_pipeline(config: RunConfig) -> tfx.dsl.Pipeline:
+def build_local_pipeline(config: configs.RunConfig) -> tfx.dsl.Pipeline:
     """The pipeline with its SQLite metadata store under the output dir."""
     os.makedirs(config.output_dir, exist_ok=True)
     return definition.create_pipeline(
@@ -63,6 +62,7 @@ def build_local_pipeline(config: RunConfig) -> tfx.dsl.Pipeline:
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             config.metadata_path
         ),
+        beam_pipeline_args=configs.IN_PROCESS_BEAM_ARGS,
     )
 
 
@@ -114,7 +114,12 @@ class LoggedRunLocalDagRunner(NamedRunLocalDagRunner):
 
     def run_with_ir(self, pipeline: pipeline_pb2.Pipeline, run_options: pipeline_pb2.RunOptions | None = None) -> None:
         log_path = run_logging.create_run_log(self.output_dir)
-        progress = ComponentProgress(len(pipeline.nodes))
+        progress = ComponentProgress(
+            len(pipeline.nodes),
+            os.path.join(self.output_dir, configs.METADATA_FILE),
+            pipeline.pipeline_info.id,
+            self.run_id,
+        )
         print(f"visionpipe: {pipeline.pipeline_info.id} (log: {log_path})", flush=True)
         try:
             with run_logging.native_stderr_to(log_path), run_logging.captured_run_logs(log_path, [progress]):

@@ -18,7 +18,7 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from components.image_examples import encode_png, make_example
+from components.example_gen.image_examples import encode_png, make_example
 from components.serving_check.serving_requests import TestExample, parse_test_example
 from tests.conftest import synthetic_digits
 from trainer_module import features, models, preprocessing, serving

@@ -14,7 +14,8 @@ import pytest
 import tensorflow_model_analysis as tfma
 from PIL import Image
 
-from components import cifar_files, cifar_format
+from components.cifar_example_gen import cifar_format
+from tests import cifar_files
 from pipeline.cli import main as cli
 from pipeline import datasets
 

@@ -26,9 +26,9 @@ def binarized_config():
     import tensorflow_model_analysis as tfma
     from tensorflow_model_analysis.proto import config_pb2
 
-    from pipeline.definition import make_eval_config
+    from pipeline.eval_config import make_eval_config
 
-    config = make_eval_config(0.0, None)
+    config = make_eval_config(0.0, None, num_classes=10)
     del config.metrics_specs[:]
     config.metrics_specs.append(
         tfma.MetricsSpec(

@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from components.image_examples import encode_png
+from components.example_gen.image_examples import encode_png
 from pipeline.cli import main as cli
 from tests.conftest import synthetic_digits, write_idx_dataset
 

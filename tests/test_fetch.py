@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from components.idx_format import IDX_FILE_STEMS
+from components.idx_example_gen.idx_format import IDX_FILE_STEMS
 from pipeline.cli import fetch_command
 from pipeline.cli.fetch import (
     DATASET_SOURCES,
@@ -285,7 +285,8 @@ def test_source_table_is_complete() -> None:
 
 
 def test_cifar10_tarball_is_fetched_verified_and_usable_as_is(site: _Site, tmp_path: Path) -> None:
-    from components import cifar_files, cifar_format
+    from components.cifar_example_gen import cifar_format
+    from tests import cifar_files
 
     # A tiny tarball in the official python layout, served under the official name.
     train = [cifar_files.synthetic_cifar(4, seed=seed) for seed in range(5)]

@@ -214,7 +214,7 @@ def test_infra_validator_option_starts_tf_serving_in_docker_and_is_refused_for_k
     # TFX's own compiler cannot compile it (step_builder.py): proven, then refused before compiling.
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
-    pipeline = definition.create_pipeline(config, compare_with_blessed=False)
+    pipeline = definition.create_pipeline(config, compare_with_blessed=False, beam_pipeline_args=configs.IN_PROCESS_BEAM_ARGS)
     dag_runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
         config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=IMAGE),
         output_dir=str(tmp_path), output_filename="raw.json",

@@ -16,7 +16,7 @@ import re
 import numpy as np
 import pytest
 
-from components.image_examples import encode_png
+from components.example_gen.image_examples import encode_png
 from pipeline.inspect import eval_results, report_html
 from pipeline.inspect.report_data import ReportData, TrendPoint
 from pipeline.inspect.worst_examples import WorstExample
@@ -212,13 +212,17 @@ def record_evaluator_run(output_dir: str, evaluation_uri: str, model_uri: str, e
     artifact_type = store.put_artifact_type(mlmd.ArtifactType(name="Artifact"))
     blessing = mlmd.Artifact(type_id=artifact_type, uri=os.path.join(output_dir, "Evaluator", "blessing", "9"))
     blessing.custom_properties["blessed"].int_value = 1
+    # The Examples artifact as TFX records it: its type has the split names property.
+    examples_type = store.put_artifact_type(mlmd.ArtifactType(name="Examples", properties={"split_names": mlmd.STRING}))
+    examples = mlmd.Artifact(type_id=examples_type, uri=examples_uri)
+    examples.properties["split_names"].string_value = '["train", "eval", "test"]'
     recorded = [
         (mlmd.Artifact(type_id=artifact_type, uri=evaluation_uri), mlmd.Event.OUTPUT, ["evaluation"]),
         (blessing, mlmd.Event.OUTPUT, ["blessing"]),
         # As TFX records a model evaluated against itself as the baseline (a re-run
         # with another threshold): one event, both keys, the baseline's first.
         (mlmd.Artifact(type_id=artifact_type, uri=model_uri), mlmd.Event.INPUT, ["baseline_model", "model"]),
-        (mlmd.Artifact(type_id=artifact_type, uri=examples_uri), mlmd.Event.INPUT, ["examples"]),
+        (examples, mlmd.Event.INPUT, ["examples"]),
     ]
     artifacts_and_events = []
     for artifact, event_type, keys in recorded:

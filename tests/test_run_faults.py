@@ -41,7 +41,7 @@ def test_a_second_run_into_a_busy_output_dir_refuses_at_once_naming_the_first(id
 def test_the_lock_is_released_when_its_holder_is_killed(tmp_path):
     """flock(2) dies with its process: a SIGKILLed run never leaves the dir locked."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pipeline import output_lock\n"
+        [sys.executable, "-c", "import sys, time; from pipeline.plumbing import output_lock\n"
          "with output_lock.exclusive_output_dir(sys.argv[1]):\n print('held', flush=True); time.sleep(60)",
          str(tmp_path)],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
@@ -90,12 +90,19 @@ def test_imagenet_normalization_of_greyscale_images_is_a_usage_error(idx_dir, tm
     assert "mnist images have 1 channel; use --normalization computed" in capsys.readouterr().err
 
 
+def _as_in_a_terminal() -> None:
+    """SIGINT as a foreground command in a terminal gets it: a test suite started in the
+    background by a non-interactive shell inherits SIGINT ignored, and so would the command."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_in_subprocess(*argv: str, **kwargs) -> subprocess.Popen:
     """The real entry point in its own process: the console (fd 1 and 2) is what a user sees."""
     environment = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", *argv],
-        cwd=REPO_ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs,
+        cwd=REPO_ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_as_in_a_terminal, **kwargs,
     )
 
 

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from pipeline import datasets, local_runner
+from pipeline import configs, datasets, local_runner
 from pipeline.plumbing import errors
 from pipeline.configs import RunConfig
 from pipeline.plumbing.progress import ComponentProgress
@@ -18,20 +18,65 @@ def emit(handler: logging.Handler, message: str, *args: object) -> None:
     handler.handle(logging.LogRecord("absl", logging.INFO, __file__, 1, message, args, None))
 
 
-def test_progress_prints_one_line_per_component_event_and_records_seconds():
+def record_executions(metadata_path: str, pipeline_name: str, run_id: str, states: dict[str, int]) -> None:
+    """Writes what TFX's launcher records: one execution per node, in its node and run contexts."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2 as mlmd
+    from tfx.dsl.compiler import constants
+
+    config = mlmd.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    store = metadata_store.MetadataStore(config)
+    node_type = store.put_context_type(mlmd.ContextType(name=constants.NODE_CONTEXT_TYPE_NAME))
+    run_type = store.put_context_type(mlmd.ContextType(name=constants.PIPELINE_RUN_CONTEXT_TYPE_NAME))
+    [run_context] = store.put_contexts([mlmd.Context(type_id=run_type, name=run_id)])
+    execution_type = store.put_execution_type(mlmd.ExecutionType(name="Component"))
+    for node_id, state in states.items():
+        [node_context] = store.put_contexts([mlmd.Context(type_id=node_type, name=f"{pipeline_name}.{node_id}")])
+        execution = mlmd.Execution(type_id=execution_type, last_known_state=state)
+        [execution_id] = store.put_executions([execution])
+        store.put_attributions_and_associations(
+            [], [mlmd.Association(context_id=context, execution_id=execution_id) for context in (node_context, run_context)]
+        )
+
+
+def test_progress_prints_one_line_per_component_with_ml_metadatas_record(tmp_path):
+    from ml_metadata.proto import metadata_store_pb2 as mlmd
+
+    metadata_path = str(tmp_path / "metadata.sqlite")
+    record_executions(
+        metadata_path, "visionpipe-mnist", "run-1", {"Transform": mlmd.Execution.CACHED, "Trainer": mlmd.Execution.COMPLETE}
+    )
     stream = io.StringIO()
-    progress = ComponentProgress(component_count=2, stream=stream)
+    progress = ComponentProgress(3, metadata_path, "visionpipe-mnist", "run-1", stream=stream)
     emit(progress, "Component %s is running.", "Transform")
-    emit(progress, "A cached execution %d is used.", 7)
     emit(progress, "Component %s is finished.", "Transform")
     emit(progress, "Component %s is running.", "Trainer")
+    emit(progress, "Component %s is finished.", "Trainer")
+    emit(progress, "Component %s is running.", "Evaluator")
     emit(progress, "something else entirely")
     lines = stream.getvalue().splitlines()
-    assert lines[0] == "[1/2] Transform ..."
-    assert lines[1].startswith("[1/2] Transform done in ") and lines[1].endswith("(cached)")
-    assert lines[2] == "[2/2] Trainer ..."
-    assert set(progress.seconds) == {"Transform"}
-    assert progress.current_component == "Trainer"
+    assert lines[0] == "[1/3] Transform ..."
+    assert lines[1].startswith("[1/3] Transform done in ") and lines[1].endswith(" s (cached)")
+    assert lines[2] == "[2/3] Trainer ..."
+    assert lines[3].startswith("[2/3] Trainer done in ") and lines[3].endswith(" s")
+    assert lines[4] == "[3/3] Evaluator ..."
+    assert set(progress.seconds) == {"Transform", "Trainer"} and progress.cached == {"Transform"}
+    assert progress.current_component == "Evaluator"
+
+
+def test_progress_reads_only_its_own_runs_executions(tmp_path):
+    """Another run's cached Transform in the same store does not make this run's look cached."""
+    from ml_metadata.proto import metadata_store_pb2 as mlmd
+
+    metadata_path = str(tmp_path / "metadata.sqlite")
+    record_executions(metadata_path, "visionpipe-mnist", "earlier", {"Transform": mlmd.Execution.CACHED})
+    stream = io.StringIO()
+    progress = ComponentProgress(1, metadata_path, "visionpipe-mnist", "this-run", stream=stream)
+    emit(progress, "Component %s is running.", "Transform")
+    emit(progress, "Component %s is finished.", "Transform")
+    assert stream.getvalue().splitlines()[1] == "[1/1] Transform done (no execution record)"
+    assert progress.seconds == {} and progress.cached == set()
 
 
 def test_one_line_finds_the_root_cause_and_drops_beams_step_suffix():
@@ -101,7 +146,8 @@ def test_normalization_choice_reaches_the_transform():
     from pipeline import definition
 
     pipeline = definition.create_pipeline(
-        RunConfig(dataset="cifar10", data_dir="/data", normalization="imagenet")
+        RunConfig(dataset="cifar10", data_dir="/data", normalization="imagenet"),
+        beam_pipeline_args=configs.IN_PROCESS_BEAM_ARGS,
     )
     transform = next(node for node in pipeline.components if node.id == "Transform")
     assert json.loads(transform.exec_properties["custom_config"]) == {

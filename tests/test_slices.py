@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from pipeline.cli import slices_command
+from pipeline.inspect import slice_table
 from pipeline.inspect.eval_results import Evaluation, Failure, SliceRow, Verdict
 from tests.test_cli import run_cli
 from tests.tfma_evaluation import CLASS_NAMES, synthetic_predictions, write_evaluation
@@ -305,7 +306,7 @@ def _row(name: str, accuracy: float, diff: float | None = None) -> SliceRow:
 def test_nan_sorts_last_and_is_written_as_a_string():
     rows = [_row("overall", 0.5), _row("class_name=a", math.nan), _row("class_name=b", 0.9), _row("class_name=c", 0.1)]
     evaluation = Evaluation("uri", "0.52.0", "", None, rows, Verdict(True, [], True, []))
-    ordered = slices_command.ordered_rows(evaluation, METRIC, "worst")
+    ordered = slice_table.ordered_rows(evaluation, METRIC, "worst")
     assert [row.slice for row in ordered] == ["overall", "class_name=c", "class_name=b", "class_name=a"]
     payload = slices_command.to_json(evaluation, ordered, METRIC)
     assert payload["slices"][-1]["metrics"][METRIC] == "NaN"

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components.image_examples import encode_png, make_example
+from components.example_gen.image_examples import encode_png, make_example
 from tests import serving_helpers
 from tests.conftest import synthetic_digits
 from trainer_module import preprocessing, serving, signatures

@@ -40,7 +40,8 @@ def write_evaluation(
     from tfx_bsl.arrow import table_util
 
     from components import prediction_outcome
-    from pipeline.definition import DEFAULT_BEAM_ARGS, make_eval_config
+    from pipeline.configs import IN_PROCESS_BEAM_ARGS
+    from pipeline.eval_config import make_eval_config
 
     frame = pd.DataFrame(
         {
@@ -50,8 +51,8 @@ def write_evaluation(
         }
     )
     batch = table_util.CanonicalizeRecordBatch(pa.RecordBatch.from_pandas(frame))
-    eval_config = eval_config or make_eval_config(threshold, None)
-    with beam.Pipeline(options=PipelineOptions(list(DEFAULT_BEAM_ARGS))) as pipeline:
+    eval_config = eval_config or make_eval_config(threshold, None, num_classes=len(CLASS_NAMES))
+    with beam.Pipeline(options=PipelineOptions(list(IN_PROCESS_BEAM_ARGS))) as pipeline:
         _ = (
             pipeline
             | beam.Create([batch])

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 
-from pipeline.plumbing import errors
-from pipeline.inspect import report_data, report_html, run_results
+from pipeline.plumbing import atomic_files, errors
+from pipeline.inspect import report_data, report_html
 from pipeline.inspect.eval_results import EvalResultError
 from pipeline.inspect.evaluator_runs import NoEvaluationError
 from pipeline.inspect.worst_examples import WorstExamplesError
@@ -26,7 +26,7 @@ def write_report(data: report_data.ReportData, path: str) -> int:
     """Renders and writes the page; 1 with one error line when the path is not writable."""
     page = report_html.render(data)
     try:
-        run_results.write_text_atomically(path, page)
+        atomic_files.write_text_atomically(path, page)
     except OSError as error:
         return errors.fail(f"{path}: cannot write the report ({error.strerror})")
     _progress(f"wrote {path} ({len(page.encode('utf-8')) / 1024:.0f} KiB)")

@@ -6,7 +6,7 @@ import datetime
 import time
 
 from pipeline import datasets, local_runner
-from pipeline.plumbing import errors, run_logging
+from pipeline.plumbing import atomic_files, errors, run_logging
 from pipeline.inspect import run_results
 from pipeline.configs import RunConfig
 from pipeline.plumbing.progress import ComponentProgress
@@ -60,8 +60,8 @@ def run(config: RunConfig, log_path: str, verbose: bool = False) -> int:
     everything here may write to both.
     """
     pipeline = local_runner.build_local_pipeline(config)
-    progress = ComponentProgress(len(pipeline.components))
     run_id = local_runner.new_run_id()
+    progress = ComponentProgress(len(pipeline.components), config.metadata_path, config.pipeline_name, run_id)
     print(
         f"visionpipe: {config.pipeline_name}: {config.dataset} from {config.data_dir}, "
         f"model {config.model}, {config.epochs} epochs (log: {log_path})",
@@ -85,7 +85,7 @@ def run(config: RunConfig, log_path: str, verbose: bool = False) -> int:
     spec = datasets.get_dataset(config.dataset)
     outcome = run_results.read_outcome(config.metadata_path, config.pipeline_name, run_id, spec.class_names)
     summary = build_summary(config, run_id, outcome, progress.seconds, total)
-    run_results.write_json_atomically(config.summary_path, summary)
+    atomic_files.write_json_atomically(config.summary_path, summary)
     print_summary(summary, config.summary_path)
     if outcome.pushed_model_dir:
         return EXIT_OK

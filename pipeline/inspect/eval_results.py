@@ -25,7 +25,9 @@ from tensorflow_model_analysis.version import VERSION as INSTALLED_TFMA_VERSION
 from tensorflow_model_analysis.proto import config_pb2, validation_result_pb2
 from tensorflow_model_analysis.slicer import slicer_lib
 
-from components.confusion_matrix import evaluated_confusion_matrix
+from components.confusion_matrix import CANDIDATE_MODEL_NAMES, evaluated_confusion_matrix
+from pipeline import eval_config
+from trainer_module import features
 
 EVAL_CONFIG_FILE = "eval_config.json"
 METRICS_PATTERN = "metrics*"
@@ -392,3 +394,30 @@ def load_evaluation(uri: str) -> Evaluation:
         verdict=_load_verdict(uri, rows),
         confusion_matrix=evaluated_confusion_matrix(uri),
     )
+
+
+def read_accuracy(
+    evaluation_uri: str, class_names: Sequence[str]
+) -> tuple[float | None, dict[str, float]]:
+    """Overall and per-label accuracy of the candidate model, from the metrics file alone.
+
+    The one reader of a run's test accuracy (run summary, report trend). Lighter
+    than `load_evaluation`: `tfma.load_metrics` reads only the metrics records,
+    so an old run's point costs no validation or plot loading.
+    """
+    overall: float | None = None
+    per_class: dict[str, float] = {}
+    for metrics in tfma.load_metrics(evaluation_uri):
+        slice_key = {
+            single.column: single.int64_value for single in metrics.slice_key.single_slice_keys
+        }
+        for entry in metrics.metric_keys_and_values:
+            key = entry.key
+            if key.name != eval_config.ACCURACY_KEY or key.is_diff or key.model_name not in CANDIDATE_MODEL_NAMES:
+                continue
+            value = float(entry.value.double_value.value)
+            if not slice_key:
+                overall = value
+            elif features.LABEL_KEY in slice_key and 0 <= slice_key[features.LABEL_KEY] < len(class_names):
+                per_class[class_names[slice_key[features.LABEL_KEY]]] = value
+    return overall, dict(sorted(per_class.items(), key=lambda item: class_names.index(item[0])))

@@ -9,12 +9,14 @@ folder names.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tfx.types import artifact_utils
 
-from pipeline.inspect.metadata_queries import FINISHED_STATES, INPUT_EVENTS, OUTPUT_EVENTS, artifacts_by_key, int_property
+from pipeline.eval_config import EVALUATION_SPLIT
+from pipeline.plumbing import metadata_queries
+from pipeline.plumbing.metadata_queries import FINISHED_STATES, INPUT_EVENTS, OUTPUT_EVENTS, artifacts_by_key, int_property
 
 _EVALUATOR_NODE_SUFFIX = ".Evaluator"  # TFX names node contexts "<pipeline>.<node id>"
 
@@ -32,23 +34,31 @@ class EvaluatorRun:
     finished_at_ms: int  # ML Metadata's last update time of the execution
     evaluation_uri: str
     blessed: bool
-    model_uri: str | None  # the candidate Model artifact (its Format-Serving dir is inside)
-    examples_uri: str | None  # the Examples artifact (Split-test/ inside)
+    model_uri: str | None  # the candidate Model artifact (its serving SavedModel is inside)
+    examples_uri: str | None  # the Examples artifact
+    test_split_uri: str | None  # the folder of its evaluated split, as TFX lays it out (None: not recorded)
+
+
+def _split_uri(store: metadata_store.MetadataStore, examples: metadata_store_pb2.Artifact, split: str) -> str | None:
+    """Where `split` of an Examples artifact lives, by TFX's own rule.
+
+    TFX's artifact_utils knows the layout of every artifact version (older
+    TFX wrote `<uri>/<split>`, newer `<uri>/Split-<split>`) and the artifact's
+    recorded split names; None when the artifact records no such split.
+    """
+    [artifact_type] = store.get_artifact_types_by_id([examples.type_id])
+    try:
+        return artifact_utils.get_split_uri([artifact_utils.deserialize_artifact(artifact_type, examples)], split)
+    except ValueError:
+        return None
 
 
 def open_metadata_read_only(metadata_path: str) -> metadata_store.MetadataStore:
-    """Opens an existing ML Metadata SQLite file without any chance of writing to it.
-
-    TFX's `sqlite_metadata_connection_config` opens READWRITE_OPENCREATE, which
-    would leave an empty database behind a mistyped --output-dir.
-    """
-    if not os.path.isfile(metadata_path):
-        raise NoEvaluationError(f"{metadata_path}: not found (no pipeline has run in this output dir)")
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    """The output dir's ML Metadata, read-only; NoEvaluationError (naming the file) if it cannot be opened."""
     try:
-        return metadata_store.MetadataStore(config)
+        return metadata_queries.open_read_only(metadata_path)
+    except FileNotFoundError:
+        raise NoEvaluationError(f"{metadata_path}: not found (no pipeline has run in this output dir)") from None
     except RuntimeError as error:
         raise NoEvaluationError(f"{metadata_path}: cannot open ML Metadata ({error})") from error
 
@@ -78,15 +88,17 @@ def evaluator_runs(metadata_path: str) -> list[EvaluatorRun]:
         if evaluation is None or evaluation.uri in runs:
             continue
         blessing = outputs.get("blessing")
-        inputs = {key: artifact.uri for key, artifact in artifacts_by_key(store, execution.id, INPUT_EVENTS).items()}
+        inputs = artifacts_by_key(store, execution.id, INPUT_EVENTS)
+        model, examples = inputs.get("model"), inputs.get("examples")
         runs[evaluation.uri] = EvaluatorRun(
             pipeline_name=pipelines[execution.id],
             execution_id=execution.id,
             finished_at_ms=execution.last_update_time_since_epoch,
             evaluation_uri=evaluation.uri,
             blessed=bool(blessing is not None and int_property(blessing, "blessed")),
-            model_uri=inputs.get("model"),
-            examples_uri=inputs.get("examples"),
+            model_uri=model.uri if model is not None else None,
+            examples_uri=examples.uri if examples is not None else None,
+            test_split_uri=_split_uri(store, examples, EVALUATION_SPLIT) if examples is not None else None,
         )
     return list(runs.values())
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline import configs
-from pipeline.inspect import eval_results, evaluator_runs, run_results, worst_examples
+from pipeline.inspect import eval_results, evaluator_runs, worst_examples
 from pipeline.inspect.eval_results import Evaluation
 from pipeline.inspect.evaluator_runs import EvaluatorRun
 from pipeline.inspect.serving_verdicts import ServingVerdict, serving_verdict
@@ -87,19 +87,16 @@ def _summary_of(output_dir: str, evaluation_uri: str) -> tuple[dict[str, Any], l
 
 
 def accuracy_trend(
-    runs: list[EvaluatorRun], latest: Evaluation, class_names: list[str]
+    runs: list[EvaluatorRun], class_names: list[str]
 ) -> tuple[list[TrendPoint], list[str]]:
     """Overall test accuracy of every model this pipeline evaluated, oldest first."""
     points, notes = [], []
     for run in runs:
-        if run.evaluation_uri == latest.uri:
-            accuracy = latest.overall().metrics.get(run_results.ACCURACY_KEY)
-        else:
-            try:
-                accuracy, _ = run_results.read_accuracy(run.evaluation_uri, class_names)
-            except Exception as error:  # noqa: BLE001 - an old, deleted or broken run only loses its point
-                notes.append(f"{run.evaluation_uri}: left out of the trend ({type(error).__name__})")
-                continue
+        try:
+            accuracy, _ = eval_results.read_accuracy(run.evaluation_uri, class_names)
+        except Exception as error:  # noqa: BLE001 - an old, deleted or broken run only loses its point
+            notes.append(f"{run.evaluation_uri}: left out of the trend ({type(error).__name__})")
+            continue
         if accuracy is None:
             notes.append(f"{run.evaluation_uri}: left out of the trend (no accuracy recorded)")
             continue
@@ -127,14 +124,12 @@ def gather(
         )
     class_names = list(spec.class_names)
     summary, notes = _summary_of(output_dir, latest.evaluation_uri)
-    if not latest.model_uri or not latest.examples_uri:
-        raise evaluator_runs.NoEvaluationError(f"{latest.evaluation_uri}: ML Metadata records no model or examples for it")
+    if not latest.model_uri or not latest.test_split_uri:
+        raise evaluator_runs.NoEvaluationError(f"{latest.evaluation_uri}: ML Metadata records no model or test split for it")
     progress(f"scoring the test split with {model_label(latest.model_uri)} for the worst-classified images ...")
-    worst, scored = worst_examples.worst_examples(latest.model_uri, latest.examples_uri, class_names, worst_count)
+    worst, scored = worst_examples.worst_examples(latest.model_uri, latest.test_split_uri, class_names, worst_count)
     progress(f"scored {scored:,} test examples")
-    trend, trend_notes = accuracy_trend(
-        [run for run in runs if run.pipeline_name == latest.pipeline_name], evaluation, class_names
-    )
+    trend, trend_notes = accuracy_trend([run for run in runs if run.pipeline_name == latest.pipeline_name], class_names)
     return ReportData(
         pipeline_name=latest.pipeline_name,
         summary=summary,

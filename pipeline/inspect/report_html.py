@@ -14,8 +14,8 @@ import html
 from collections.abc import Iterable, Sequence
 
 from components.confusion_matrix import padded
-from pipeline.inspect import report_charts, run_results
-from pipeline.cli import slices_command
+from pipeline import eval_config
+from pipeline.inspect import report_charts, slice_table
 from pipeline.inspect.report_data import ReportData, TrendPoint
 from pipeline.inspect.worst_examples import WorstExample
 
@@ -80,7 +80,7 @@ def summary_section(data: ReportData) -> str:
 def verdict_section(data: ReportData) -> str:
     verdict = data.evaluation.verdict
     css, text = ("blessed", "BLESSED") if verdict.blessed else ("not-blessed", "NOT BLESSED")
-    lines = slices_command.render_verdict(verdict)[1:]  # the first line is the verdict itself
+    lines = slice_table.render_verdict(verdict)[1:]  # the first line is the verdict itself
     details = "".join(f"<li>{_escape(line.strip())}</li>" for line in lines)
     return _section(
         "verdict",
@@ -119,9 +119,9 @@ def serving_section(data: ReportData) -> str:
 
 def slices_section(data: ReportData) -> str:
     evaluation = data.evaluation
-    metric = run_results.ACCURACY_KEY
-    header, body, hidden = slices_command.slice_table(
-        evaluation, slices_command.ordered_rows(evaluation, metric, None), metric
+    metric = eval_config.ACCURACY_KEY
+    header, body, hidden = slice_table.cells(
+        evaluation, slice_table.ordered_rows(evaluation, metric, None), metric
     )
     folded = f"<p>{hidden} <code>label=N</code> slices (the same classes by id) are not shown.</p>" if hidden else ""
     where = f"<p>Evaluation <code>{_escape(evaluation.uri)}</code> (TFMA {_escape(evaluation.tfma_version)})"
@@ -133,9 +133,9 @@ def slices_section(data: ReportData) -> str:
 def class_accuracies(data: ReportData) -> list[float | None]:
     """Accuracy per class, in class-id order, from the class_name slices (None: no examples)."""
     by_name = {
-        str(row.value): row.metrics.get(run_results.ACCURACY_KEY)
+        str(row.value): row.metrics.get(eval_config.ACCURACY_KEY)
         for row in data.evaluation.rows
-        if row.column == slices_command.CLASS_NAME_COLUMN
+        if row.column == slice_table.CLASS_NAME_COLUMN
     }
     return [by_name.get(name) for name in data.class_names]
 
@@ -143,10 +143,10 @@ def class_accuracies(data: ReportData) -> list[float | None]:
 def per_class_section(data: ReportData) -> str:
     overall = data.evaluation.overall()
     chart = report_charts.class_accuracy_chart(
-        data.class_names, class_accuracies(data), overall.metrics.get(run_results.ACCURACY_KEY)
+        data.class_names, class_accuracies(data), overall.metrics.get(eval_config.ACCURACY_KEY)
     )
     parts = [f'<div class="charts">{chart}']
-    header, body = slices_command.class_metric_table(data.evaluation, data.class_names)
+    header, body = slice_table.class_metric_table(data.evaluation, data.class_names)
     if body:
         parts.append(_table(["class (one-vs-rest)", *header[1:]], body, "class-metrics"))
     parts.append("</div>")
@@ -158,7 +158,7 @@ def confusion_section(data: ReportData) -> str:
     if matrix is None:
         return _section("confusion", "Confusion matrix", "<p>This evaluation has no confusion-matrix plot.</p>")
     size = max(len(data.class_names), len(matrix))
-    names = [slices_command.class_label(index, data.class_names) for index in range(size)]
+    names = [slice_table.class_label(index, data.class_names) for index in range(size)]
     return _section(
         "confusion",
         "Confusion matrix (test split, rows: true class, columns: predicted)",

@@ -17,7 +17,7 @@ from ml_metadata.metadata_store import metadata_store
 
 from components.serving_check.checks import REPORT_FILE, ServingCheck
 from components.serving_gate import BLESSED_PROPERTY
-from pipeline.inspect.metadata_queries import FINISHED_STATES, INPUT_EVENTS, OUTPUT_EVENTS, artifacts_by_key, int_property
+from pipeline.plumbing.metadata_queries import FINISHED_STATES, INPUT_EVENTS, OUTPUT_EVENTS, artifacts_by_key, int_property
 
 SERVING_GATE_NODE = "ServingGate"  # node ids in pipeline.definition (the components' class names)
 SERVING_CHECK_NODES = (SERVING_GATE_NODE, "InfraValidator")

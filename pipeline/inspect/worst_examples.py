@@ -16,12 +16,10 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 
 import tensorflow as tf
+from tfx.utils import path_utils
 
+from pipeline.eval_config import INFERENCE_BATCH_SIZE
 from trainer_module import features, signatures
-
-SERVING_MODEL_SUBDIR = "Format-Serving"  # where TFX's Trainer puts the SavedModel in a Model artifact
-TEST_SPLIT_SUBDIR = "Split-test"
-BATCH_SIZE = 256
 
 
 class WorstExamplesError(ValueError):
@@ -40,11 +38,11 @@ class WorstExample:
     predicted_probability: float
 
 
-def test_split_files(examples_uri: str) -> list[str]:
-    """The test split's TFRecord files inside an Examples artifact."""
-    files = sorted(glob.glob(os.path.join(examples_uri, TEST_SPLIT_SUBDIR, "*")))
+def test_split_files(test_split_uri: str) -> list[str]:
+    """The TFRecord files of the test split's folder (`EvaluatorRun.test_split_uri`)."""
+    files = sorted(glob.glob(os.path.join(test_split_uri, "*")))
     if not files:
-        raise WorstExamplesError(f"{os.path.join(examples_uri, TEST_SPLIT_SUBDIR)}: no test split files")
+        raise WorstExamplesError(f"{test_split_uri}: no test split files")
     return files
 
 
@@ -66,7 +64,7 @@ def _batches(files: Sequence[str], batch_size: int) -> Iterator[tuple[tf.Tensor,
 
 def load_classifier(model_uri: str) -> Callable:
     """The serving_default signature of a Trainer Model artifact (or of a SavedModel dir)."""
-    model_dir = os.path.join(model_uri, SERVING_MODEL_SUBDIR)
+    model_dir = path_utils.serving_model_dir(model_uri)
     if not os.path.isdir(model_dir):
         model_dir = model_uri
     try:
@@ -77,15 +75,15 @@ def load_classifier(model_uri: str) -> Callable:
 
 def worst_examples(
     model_uri: str,
-    examples_uri: str,
+    test_split_uri: str,
     class_names: Sequence[str],
     count: int,
-    batch_size: int = BATCH_SIZE,
+    batch_size: int = INFERENCE_BATCH_SIZE,
 ) -> tuple[list[WorstExample], int]:
     """The `count` test examples with the lowest true-class probability, worst first,
     and how many examples were scored."""
     classify = load_classifier(model_uri)
-    files = test_split_files(examples_uri)
+    files = test_split_files(test_split_uri)
     # A max-heap on the true-class probability (negated): its top is the best
     # of the kept examples, the first to be replaced by a worse one.
     kept: list[tuple[float, int, WorstExample]] = []
