@@ -28,6 +28,7 @@ members in an arbitrary order, which readers must not depend on either.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import os
@@ -425,15 +426,23 @@ def _write_version(
     return path
 
 
-def _write_official(
+def write_official_version(
     format: str,
     out_dir: str,
     train_batches: Sequence[Batch],
     test_batch: Batch,
+    *,
     tarball: bool,
-    compresslevel: int,
+    compresslevel: int = 6,
 ) -> str:
-    """Check the batches, then write the python or binary version's files (see below)."""
+    """Write the python or the binary version (``format``): its tarball, or its extracted folder.
+
+    ``cifar-10-python.tar.gz`` / ``cifar-10-batches-py/`` or
+    ``cifar-10-binary.tar.gz`` / ``cifar-10-batches-bin/``. ``train_batches``
+    become ``data_batch_1..`` (the official dataset has 5 of 10,000 images);
+    labels may be 0..255 so that tests can write invalid ones. Returns the
+    tarball or folder path.
+    """
     train = [
         _check_batch(batch, f"data_batch_{index}", 255)
         for index, batch in enumerate(train_batches, 1)
@@ -443,36 +452,8 @@ def _write_official(
     return _write_version(out_dir, BATCH_LAYOUTS[format], members, tarball, compresslevel)
 
 
-def write_python_version(
-    out_dir: str,
-    train_batches: Sequence[Batch],
-    test_batch: Batch,
-    *,
-    tarball: bool,
-    compresslevel: int = 6,
-) -> str:
-    """Write the python version: ``cifar-10-python.tar.gz`` or ``cifar-10-batches-py/``.
-
-    ``train_batches`` become ``data_batch_1..`` (the official dataset has 5 of
-    10,000 images); labels may be 0..255 so that tests can write invalid ones.
-    Returns the tarball or folder path.
-    """
-    return _write_official(PYTHON, out_dir, train_batches, test_batch, tarball, compresslevel)
-
-
-def write_binary_version(
-    out_dir: str,
-    train_batches: Sequence[Batch],
-    test_batch: Batch,
-    *,
-    tarball: bool,
-    compresslevel: int = 6,
-) -> str:
-    """Write the binary version: ``cifar-10-binary.tar.gz`` or ``cifar-10-batches-bin/``.
-
-    Same arguments as :func:`write_python_version`; returns the tarball or folder path.
-    """
-    return _write_official(BINARY, out_dir, train_batches, test_batch, tarball, compresslevel)
+write_python_version = functools.partial(write_official_version, PYTHON)
+write_binary_version = functools.partial(write_official_version, BINARY)
 
 
 # --- image folder -----------------------------------------------------------------------

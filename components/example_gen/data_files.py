@@ -99,14 +99,22 @@ def fill(stream: IO[bytes], buffer: memoryview) -> int:
     return filled
 
 
-def first_label_outside(labels: np.ndarray, num_classes: int) -> int | None:
-    """Index of the first label outside ``0..num_classes-1``, or None when all are in range.
+def check_labels(
+    path: str, labels: np.ndarray, num_classes: int, first_index: int, position: str, error: ErrorFactory
+) -> None:
+    """Refuses the first label outside ``0..num_classes-1``, naming the file and where it is.
 
     A label indexes the class names, so every reader refuses one that names no
     class, before it becomes an example that training would choke on.
+    ``first_index`` numbers ``labels[0]`` in the file; ``position`` says how
+    the reader counts ("of image 12", "at index 12").
     """
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
-    return int(bad[0]) if bad.size else None
+    if bad.size:
+        index = int(bad[0])
+        raise error(
+            path, f"label {int(labels[index])} {position} {first_index + index} is outside 0..{num_classes - 1}"
+        )
 
 
 def list_directory(path: str, error: ErrorFactory) -> list[os.DirEntry[str]]:

@@ -34,7 +34,7 @@ from components.example_gen.data_errors import DataFormatError
 from components.example_gen.data_files import (
     check_directory,
     fill,
-    first_label_outside,
+    check_labels,
     is_file_or_link,
     open_for_reading,
     stream_failures,
@@ -400,13 +400,7 @@ def _scan_labels(labels_path: str, num_classes: int) -> None:
     """Stream all labels, failing on the first one outside ``0..num_classes-1``."""
     offset = 0
     for chunk in iter_idx_chunks(labels_path, chunk_records=1 << 16):
-        index = first_label_outside(chunk, num_classes)
-        if index is not None:
-            raise _error(
-                labels_path,
-                f"label {int(chunk[index])} at index {offset + index} "
-                f"is outside 0..{num_classes - 1}",
-            )
+        check_labels(labels_path, chunk, num_classes, offset, "at index", _error)
         offset += len(chunk)
 
 

@@ -14,7 +14,8 @@ from typing import IO
 import numpy as np
 
 from components.example_gen.data_errors import DataFormatError
-from components.example_gen.data_files import first_label_outside, open_for_reading
+from components.example_gen import data_files
+from components.example_gen.data_files import open_for_reading
 
 
 PYTHON, BINARY, IMAGE_FOLDER = "python", "binary", "image_folder"
@@ -79,13 +80,7 @@ def planes_to_images(pixels: np.ndarray) -> np.ndarray:
 
 def check_labels(path: str, labels: np.ndarray, first_index: int) -> None:
     """Fail on the first label outside ``0..9``; ``first_index`` numbers the chunk's first image."""
-    index = first_label_outside(labels, NUM_CLASSES)
-    if index is not None:
-        raise error(
-            path,
-            f"label {int(labels[index])} of image {first_index + index} "
-            f"is outside 0..{NUM_CLASSES - 1}",
-        )
+    data_files.check_labels(path, labels, NUM_CLASSES, first_index, "of image", error)
 
 
 def check_class_names(where: str, names: Sequence[str]) -> tuple[str, ...]:
