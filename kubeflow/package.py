@@ -114,12 +114,3 @@ def load_package(
     except OSError as error:
         raise PackageError(f"{path}: cannot read the package ({error.strerror})") from None
     return parse_package(text, path)
-
-
-def executor_config(
-    spec: pipeline_spec_pb2.PipelineSpec,
-) -> pipeline_spec_pb2.PipelineDeploymentConfig:
-    """The spec's deploymentSpec (a Struct in PipelineSpec) as its typed message."""
-    config = pipeline_spec_pb2.PipelineDeploymentConfig()
-    json_format.ParseDict(json_format.MessageToDict(spec.deployment_spec), config)
-    return config

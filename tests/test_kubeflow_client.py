@@ -26,6 +26,7 @@ import pytest
 from kubeflow import package
 from pipeline.cli import main as cli
 from tests.kfp_api_server import API, KfpApiServer
+from tests.test_kubeflow_compile import executor_config
 
 TOKEN = "t0ken-for-tests"
 COOKIE = "authservice_session=cookie-for-tests"
@@ -179,7 +180,7 @@ def test_hand_written_package_is_a_valid_pipeline_spec(package_path: Path) -> No
     assert spec.schema_version == "2.1.0"
     assert "data_root" in spec.root.input_definitions.parameters
     assert list(spec.root.dag.tasks) == ["examplegen"]
-    executors = package.executor_config(spec).executors
+    executors = executor_config(spec).executors
     assert executors["exec-examplegen"].container.image == "ghcr.io/example/visionpipe:test"
 
 

@@ -25,6 +25,16 @@ from pipeline.cli import main as cli
 from pipeline import configs, datasets, definition, local_runner
 from pipeline.configs import RunConfig
 
+
+def executor_config(
+    spec: pipeline_spec_pb2.PipelineSpec,
+) -> pipeline_spec_pb2.PipelineDeploymentConfig:
+    """The spec's deploymentSpec (a Struct in PipelineSpec) as its typed message, to read executors."""
+    config = pipeline_spec_pb2.PipelineDeploymentConfig()
+    json_format.ParseDict(json_format.MessageToDict(spec.deployment_spec), config)
+    return config
+
+
 IMAGE = "registry.example.com/ml/visionpipe:0.1.0"
 PIPELINE_ROOT = "gs://visionpipe-test/root"
 DATA_DIR = "gs://visionpipe-test/data/fashion_mnist"
@@ -56,7 +66,7 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         "spec": spec,
         "platform": platform,
         "documents": documents,
-        "executors": package.executor_config(spec).executors,
+        "executors": executor_config(spec).executors,
     }
 
 
@@ -239,7 +249,7 @@ def test_cpu_only_package_has_no_gpu_request_or_placement(tmp_path: Any) -> None
     path = runner.compile_package(RunConfig(), kubeflow_settings, str(tmp_path / "cpu.yaml"))
 
     spec, platform = package.load_package(path)
-    trainer = package.executor_config(spec).executors["Trainer_executor"].container.resources
+    trainer = executor_config(spec).executors["Trainer_executor"].container.resources
     assert not trainer.HasField("accelerator") and trainer.resource_cpu_request == "2"
     assert platform is None
 
