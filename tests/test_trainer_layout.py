@@ -56,6 +56,7 @@ def test_training_summary_keeps_the_last_epoch_of_each_metric() -> None:
         batch_size=128,
         fit_seconds=12.3456,
         history={"loss": [0.9, 0.5], "learning_rate": [0.002, 0.0017], "empty": []},
+        resumed_after_epoch=1,
     )
 
     assert summary == {
@@ -64,6 +65,7 @@ def test_training_summary_keeps_the_last_epoch_of_each_metric() -> None:
         "epochs": 2,
         "batch_size": 128,
         "fit_seconds": 12.35,
+        "resumed_after_epoch": 1,
         "final_metrics": {"loss": 0.5, "learning_rate": 0.0017},
     }
     assert training_summary.TRAINING_SUMMARY_FILE == "training_summary.json"

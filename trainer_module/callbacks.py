@@ -17,6 +17,7 @@ import importlib.util
 from typing import Any
 
 import keras
+import tensorflow as tf
 from absl import logging
 
 from trainer_module.hparams import ModelHParams
@@ -99,6 +100,30 @@ class _RequireLearningRateSchedule(keras.callbacks.Callback):
             )
 
 
+class EpochBackup(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore, keeping two backups and never failing a run over a broken one.
+
+    A pre-empted pod or a killed run can die in the middle of writing the
+    backup's weights file. With `double_checkpoint` Keras copies the previous
+    backup aside before it writes the next one and falls back to it when the
+    newest cannot be read (a kill during the write left it truncated; measured
+    with `tests/test_trainer_backup.py`). If neither can be read, training
+    starts again from epoch 0 with a warning instead of failing: a backup only
+    saves time, it must never cost the run.
+    """
+
+    def __init__(self, backup_dir: str) -> None:
+        super().__init__(backup_dir, double_checkpoint=True)
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        try:
+            super().on_train_begin(logs)
+        except (OSError, ValueError) as error:
+            logging.warning("Unreadable training backup in %s (%s); training from epoch 1", self.backup_dir, error)
+            if tf.io.gfile.exists(self.backup_dir):  # gfile: the backup may be in a bucket
+                tf.io.gfile.rmtree(self.backup_dir)
+
+
 def _require_tensorboard() -> None:
     """Fails before training instead of at the end of the first epoch.
 
@@ -113,16 +138,26 @@ def _require_tensorboard() -> None:
         )
 
 
-def training_callbacks(log_dir: str, hparams: ModelHParams) -> list[keras.callbacks.Callback]:
+def training_callbacks(
+    log_dir: str, hparams: ModelHParams, backup_dir: str | None = None
+) -> list[keras.callbacks.Callback]:
     """The callbacks to pass to ``model.fit``, in the order they must run.
 
     TensorBoard writes ``log_dir/train`` (and ``log_dir/validation`` when ``fit``
     has validation data) with ``epoch_<metric>`` scalars. The model must have
     been built with its schedule (``build_model(..., steps_per_epoch=...,
     epochs=...)``): training stops before the first step otherwise.
+
+    ``backup_dir``: Keras' ``BackupAndRestore`` (``EpochBackup``) saves the weights, the
+    optimizer (its step count drives the learning-rate schedule) and the epoch
+    there after every epoch; a ``fit`` that finds a backup continues after its
+    epoch, and one that completes deletes it. It comes first, so the restored
+    state is in place before any other callback looks at the model.
     """
     _require_tensorboard()
+    backup = [EpochBackup(backup_dir)] if backup_dir else []
     return [
+        *backup,
         _RequireLearningRateSchedule(hparams.lr_schedule),
         EpochDiagnostics(),
         epoch_log_callback(),

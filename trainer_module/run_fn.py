@@ -9,8 +9,10 @@ exports the serving SavedModel with the TFT transform inside.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
+import posixpath
 import sys
 import time
 from typing import Any
@@ -26,6 +28,7 @@ from trainer_module.hparams import ModelHParams, default_hparams
 from trainer_module.training_summary import TRAINING_SUMMARY_FILE, training_summary
 
 SHUFFLE_BUFFER = 10_000
+BACKUP_FOLDER = "backup"  # beside the Trainer's output folders; see backup_dir
 TRANSFORM_BATCH_SIZE = 512  # examples per transform-graph call
 
 
@@ -131,6 +134,7 @@ def write_training_summary(
     device: str,
     fit_seconds: float,
     history: dict[str, list[float]],
+    resumed_after_epoch: int = 0,
 ) -> None:
     """Writes `training_summary.training_summary` into the model_run dir (any
     filesystem tf.io.gfile reaches, e.g. a bucket on Kubeflow)."""
@@ -141,10 +145,35 @@ def write_training_summary(
         batch_size=config.batch_size,
         fit_seconds=fit_seconds,
         history=history,
+        resumed_after_epoch=resumed_after_epoch,
     )
     tf.io.gfile.makedirs(model_run_dir)
     with tf.io.gfile.GFile(f"{model_run_dir}/{TRAINING_SUMMARY_FILE}", "w") as handle:
         handle.write(json.dumps(summary, indent=2))
+
+
+def backup_dir(fn_args: FnArgs) -> str:
+    """Where Keras' BackupAndRestore keeps the last finished epoch of this training.
+
+    A Trainer that is restarted (a pre-empted pod, a killed local run run
+    again) is a new TFX execution with a new model_run directory, so the
+    backup cannot live there. It lives beside the Trainer's outputs, under
+    `<pipeline root>/Trainer/backup/<key>`, keyed by what defines the
+    training: its input files, its transform graph and its settings. A
+    restart of the same training finds its backup; any other training (new
+    data, another model or epoch count) starts fresh. Keras deletes the backup
+    when `fit` completes. posixpath, not os.path: on a cluster the pipeline
+    root is a bucket URI.
+    """
+    training = {
+        "train_files": sorted(fn_args.train_files),
+        "eval_files": sorted(fn_args.eval_files),
+        "transform_output": fn_args.transform_output,
+        "custom_config": fn_args.custom_config,
+    }
+    key = hashlib.sha256(json.dumps(training, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+    trainer_root = posixpath.dirname(posixpath.dirname(fn_args.model_run_dir.rstrip("/")))
+    return posixpath.join(trainer_root, BACKUP_FOLDER, key)
 
 
 def fit_verbosity() -> int:
@@ -191,10 +220,15 @@ def run_fn(fn_args: FnArgs) -> None:
         train_dataset,
         validation_data=eval_dataset,
         epochs=config.epochs,
-        callbacks=callbacks.training_callbacks(fn_args.model_run_dir, config.hparams),
+        callbacks=callbacks.training_callbacks(fn_args.model_run_dir, config.hparams, backup_dir(fn_args)),
         verbose=fit_verbosity(),
     )
-    write_training_summary(fn_args.model_run_dir, config, device, time.monotonic() - fit_started, history.history)
+    resumed_after = config.epochs - len(history.epoch)  # epochs restored from the backup, not trained now
+    if resumed_after:
+        logging.info("Resumed from the backup of epoch %d; trained epochs %d-%d", resumed_after, resumed_after + 1, config.epochs)
+    write_training_summary(
+        fn_args.model_run_dir, config, device, time.monotonic() - fit_started, history.history, resumed_after
+    )
 
     serving.export_serving_model(
         model, tf_transform_output, config.class_names, config.image_shape, fn_args.serving_model_dir

@@ -23,11 +23,14 @@ def training_summary(
     batch_size: int,
     fit_seconds: float,
     history: Mapping[str, Sequence[float]],
+    resumed_after_epoch: int = 0,
 ) -> dict[str, Any]:
     """How long ``model.fit`` took and the metrics of its last epoch, as a JSON-ready dict.
 
     Why record ``fit_seconds``: runs and benchmarks can then tell training time
-    apart from the pipeline's own overhead.
+    apart from the pipeline's own overhead. ``resumed_after_epoch``: how many
+    epochs a restarted Trainer restored from its backup instead of training
+    them (0: it trained them all), so ``fit_seconds`` is read right.
     """
     return {
         "model": model,
@@ -35,5 +38,6 @@ def training_summary(
         "epochs": epochs,
         "batch_size": batch_size,
         "fit_seconds": round(fit_seconds, 2),
+        "resumed_after_epoch": resumed_after_epoch,
         "final_metrics": {name: float(values[-1]) for name, values in history.items() if values},
     }
