@@ -117,7 +117,11 @@ def add_kubeflow_parser(subparsers: argparse._SubParsersAction) -> None:
         "--output", type=_package_path, default=PACKAGE_FILENAME, help="package file to write (.yaml or .yml)"
     )
     compile_parser.add_argument(
-        "--gpus", type=int, default=DEFAULT_TRAINER_RESOURCES.gpus, help="GPUs for the Trainer (0: CPU only)"
+        "--gpus",
+        type=int,
+        default=DEFAULT_TRAINER_RESOURCES.gpus,
+        help="GPUs for the Trainer's pod (0: CPU only); with more than one it trains on all of them "
+        "(MirroredStrategy: --batch-size per GPU, the learning rate times the GPUs)",
     )
     compile_parser.add_argument(
         "--gpu-resource", default=DEFAULT_GPU_RESOURCE, help="Kubernetes resource name of the GPU"

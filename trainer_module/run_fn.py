@@ -23,7 +23,7 @@ from absl import logging
 from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx_bsl.public import tfxio
 
-from trainer_module import accelerator, callbacks, features, models, serving
+from trainer_module import accelerator, callbacks, distribution, features, models, serving
 from trainer_module.hparams import ModelHParams, default_hparams
 from trainer_module.training_summary import TRAINING_SUMMARY_FILE, training_summary
 
@@ -189,32 +189,36 @@ def run_fn(fn_args: FnArgs) -> None:
     """Trains the configured model and exports the serving SavedModel."""
     config = TrainingConfig.from_custom_config(fn_args.custom_config)
     device = accelerator.configure_accelerator()
-    logging.info("Training %s for %d epochs on %s", config.model, config.epochs, device)
+    strategy = distribution.training_strategy()
+    batch_size = distribution.global_batch_size(config.batch_size, strategy)
+    logging.info(
+        "Training %s for %d epochs on %s (%s, global batch %d)",
+        config.model, config.epochs, device, distribution.describe(strategy), batch_size,
+    )
 
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     train_count = count_examples(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
-    steps_per_epoch = math.ceil(train_count / config.batch_size)
+    steps_per_epoch = math.ceil(train_count / batch_size)
     logging.info("%d training examples, %d steps per epoch", train_count, steps_per_epoch)
     train_dataset = make_dataset(
         fn_args.train_files,
         fn_args.data_accessor,
         tf_transform_output,
-        config.batch_size,
+        batch_size,
         shuffle=True,
         example_count=train_count,
     )
-    eval_dataset = make_dataset(
-        fn_args.eval_files, fn_args.data_accessor, tf_transform_output, config.batch_size, False
-    )
+    eval_dataset = make_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, batch_size, False)
 
-    model = models.build_model(
-        config.model,
-        config.image_shape,
-        len(config.class_names),
-        config.hparams,
-        steps_per_epoch=steps_per_epoch,
-        epochs=config.epochs,
-    )
+    with strategy.scope():  # the model's and the optimizer's variables are mirrored on every replica
+        model = models.build_model(
+            config.model,
+            config.image_shape,
+            len(config.class_names),
+            distribution.scaled_hparams(config.hparams, strategy),
+            steps_per_epoch=steps_per_epoch,
+            epochs=config.epochs,
+        )
     fit_started = time.monotonic()
     history = model.fit(
         train_dataset,

@@ -145,7 +145,7 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
         "--epochs", type=bounded_int(configs.MAX_EPOCHS), default=configs.DEFAULT_EPOCHS, help="passes over the train split"
     )
     parser.add_argument(
-        "--batch-size", type=bounded_int(configs.MAX_BATCH_SIZE), default=configs.DEFAULT_BATCH_SIZE, help="training batch size"
+        "--batch-size", type=bounded_int(configs.MAX_BATCH_SIZE), default=configs.DEFAULT_BATCH_SIZE, help="training batch size per device (several GPUs: a step sees this times the GPUs)"
     )
     parser.add_argument(
         "--accuracy-threshold",
