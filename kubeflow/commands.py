@@ -14,6 +14,7 @@ import sys
 
 # kubeflow.client and kubeflow.settings import nothing heavy at their top;
 # kubeflow.package and kubeflow.runner (kfp, TFX) are imported where used.
+from kubeflow import beam_runners
 from kubeflow.client import DEFAULT_COOKIE_ENV, DEFAULT_TOKEN_ENV, Credentials, KubeflowClient, KubeflowClientError
 from kubeflow.settings import (
     DATA_ROOT_PARAMETER,
@@ -144,6 +145,7 @@ def add_kubeflow_parser(subparsers: argparse._SubParsersAction) -> None:
     compile_parser.add_argument(
         "--memory", default=DEFAULT_COMPONENT_RESOURCES.memory, help="memory request of every other component"
     )
+    _add_beam_options(compile_parser)
     options.add_training_options(compile_parser)
 
     run_parser = options.add_command(
@@ -175,6 +177,47 @@ def add_kubeflow_parser(subparsers: argparse._SubParsersAction) -> None:
     options.add_json_option(status_parser)
 
 
+def _add_beam_options(parser: argparse.ArgumentParser) -> None:
+    """Where the Beam-based components run (kubeflow/beam_runners.py says what each runner needs)."""
+    beam = parser.add_argument_group("Beam runner of ExampleGen, StatisticsGen, Transform and the Evaluator")
+    beam.add_argument(
+        "--beam-runner", choices=beam_runners.BEAM_RUNNERS, default=beam_runners.DIRECT,
+        help="direct: in each component's pod; dataflow: Google Cloud Dataflow; flink: a Flink cluster",
+    )
+    beam.add_argument("--dataflow-project", help="dataflow: the Google Cloud project")
+    beam.add_argument("--dataflow-region", help="dataflow: the region, e.g. europe-west4")
+    beam.add_argument("--dataflow-temp-location", help="dataflow: a gs:// folder for staging and temporary files")
+    beam.add_argument("--sdk-container-image", help="dataflow / flink DOCKER: the workers' image (default: --image)")
+    beam.add_argument("--flink-master", help="flink: the JobManager's host:port")
+    beam.add_argument("--flink-parallelism", type=options.positive_int, help="flink: the pipelines' parallelism")
+    beam.add_argument(
+        "--flink-environment", choices=beam_runners.FLINK_ENVIRONMENTS, default="DOCKER",
+        help="flink: how the SDK workers run",
+    )
+    beam.add_argument(
+        "--flink-environment-config", help="flink PROCESS: the worker command (JSON); EXTERNAL: host:port"
+    )
+    beam.add_argument(
+        "--beam-arg", action="append", default=[], metavar="ARG",
+        help="any other Beam pipeline option, e.g. --beam-arg=--max_num_workers=8 (repeatable; last wins)",
+    )
+
+
+def _beam_pipeline_args(args: argparse.Namespace) -> tuple[str, ...]:
+    return beam_runners.BeamRunnerSettings(
+        runner=args.beam_runner,
+        dataflow_project=args.dataflow_project,
+        dataflow_region=args.dataflow_region,
+        dataflow_temp_location=args.dataflow_temp_location,
+        sdk_container_image=args.sdk_container_image,
+        flink_master=args.flink_master,
+        flink_parallelism=args.flink_parallelism,
+        flink_environment=args.flink_environment,
+        flink_environment_config=args.flink_environment_config,
+        extra_args=tuple(args.beam_arg),
+    ).pipeline_args(args.image)
+
+
 def _compile(args: argparse.Namespace) -> int:
     """Checks the settings and the training options (before TFX is imported), then compiles."""
     settings = KubeflowSettings(
@@ -186,6 +229,7 @@ def _compile(args: argparse.Namespace) -> int:
             cpu=args.trainer_cpu, memory=args.trainer_memory, gpus=args.gpus, gpu_resource=args.gpu_resource
         ),
         gpu_node_selector=check_node_selector(tuple(args.gpu_node_selector)),
+        beam_pipeline_args=_beam_pipeline_args(args),
     )
     for warning in settings.storage_warnings():
         print(f"visionpipe: warning: {warning}", file=sys.stderr)
@@ -199,6 +243,7 @@ def _compile(args: argparse.Namespace) -> int:
     gpu = f"{args.gpus} x {args.gpu_resource}" if args.gpus else "no GPU"
     print(f"visionpipe: wrote {path}")
     print(f"  pipeline root {settings.pipeline_root}; data_root {settings.data_root_for(args.dataset)}; Trainer {gpu}")
+    print(f"  Beam runner {args.beam_runner}: {' '.join(settings.beam_pipeline_args)}")
     return 0
 
 

@@ -49,7 +49,7 @@ from kubeflow.settings import (  # noqa: E402
     KubeflowConfigError,
     KubeflowSettings,
 )
-from pipeline import configs, definition  # noqa: E402
+from pipeline import definition  # noqa: E402
 from pipeline.configs import INFRA_VALIDATOR, SERVING_GATE, RunConfig  # noqa: E402
 
 TRAINER_ID = "Trainer"
@@ -79,7 +79,7 @@ def build_kubeflow_pipeline(config: RunConfig, settings: KubeflowSettings) -> tf
         ),
         schema_root=CONTAINER_SCHEMA_ROOT,
         compare_with_blessed=False,
-        beam_pipeline_args=configs.IN_PROCESS_BEAM_ARGS,
+        beam_pipeline_args=settings.beam_pipeline_args,
     )
     for component in pipeline.components:
         resources = (

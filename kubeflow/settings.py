@@ -13,6 +13,8 @@ import dataclasses
 import re
 from decimal import Decimal
 
+from pipeline import configs
+
 # Where kubeflow/Dockerfile puts the project inside the image (its WORKDIR).
 # Paths baked into the compiled package (the curated schemas) point here.
 CONTAINER_PROJECT_ROOT = "/app"
@@ -156,6 +158,8 @@ class KubeflowSettings:
     component_resources: ComponentResources = DEFAULT_COMPONENT_RESOURCES
     trainer_resources: ComponentResources = DEFAULT_TRAINER_RESOURCES
     gpu_node_selector: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Every Beam-based component's Beam arguments (kubeflow/beam_runners.py).
+    beam_pipeline_args: tuple[str, ...] = configs.IN_PROCESS_BEAM_ARGS
 
     def __post_init__(self) -> None:
         check_image_reference(self.image)

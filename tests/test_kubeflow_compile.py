@@ -20,7 +20,7 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from kubeflow import package, runner, settings
+from kubeflow import beam_runners, package, runner, settings
 from pipeline.cli import main as cli
 from pipeline import configs, datasets, definition, local_runner
 from pipeline.configs import RunConfig
@@ -290,3 +290,65 @@ def test_tfx_cli_compiles_the_kubeflow_pipeline_for_vertex(tmp_path: Any) -> Non
     assert "Trainer" in spec.root.dag.tasks and RESOLVER_ID not in str(list(spec.root.dag.tasks))
     assert '"epochs": 3' in _constant(spec.root.dag.tasks["Trainer"], "custom_config")
     assert job["runtimeConfig"]["gcsOutputDirectory"].startswith(PIPELINE_ROOT)
+
+
+BEAM_COMPONENTS = ("FileBasedExampleGen", "StatisticsGen", "Transform", "Evaluator")
+
+
+def test_the_default_package_runs_beam_in_each_components_pod(compiled: dict[str, Any]) -> None:
+    for component in BEAM_COMPONENTS:
+        arguments = list(compiled["executors"][f"{component}_executor"].container.args)
+        assert all(argument in arguments for argument in configs.IN_PROCESS_BEAM_ARGS), component
+
+
+@pytest.mark.parametrize(
+    "beam, expected",
+    [
+        (
+            beam_runners.BeamRunnerSettings(
+                runner="dataflow", dataflow_project="ml-project", dataflow_region="europe-west4",
+                dataflow_temp_location="gs://visionpipe-test/tmp", extra_args=("--max_num_workers=8",),
+            ),
+            ["--runner=DataflowRunner", "--project=ml-project", "--region=europe-west4",
+             "--temp_location=gs://visionpipe-test/tmp", f"--sdk_container_image={IMAGE}", "--max_num_workers=8"],
+        ),
+        (
+            beam_runners.BeamRunnerSettings(runner="flink", flink_master="flink-jobmanager:8081", flink_parallelism=4),
+            ["--runner=FlinkRunner", "--flink_master=flink-jobmanager:8081", "--parallelism=4",
+             "--environment_type=DOCKER", f"--environment_config={IMAGE}"],
+        ),
+    ],
+    ids=["dataflow", "flink"],
+)  # fmt: skip
+def test_the_chosen_beam_runner_reaches_every_beam_based_component(beam, expected, tmp_path: Any) -> None:
+    kubeflow_settings = settings.KubeflowSettings(
+        image=IMAGE, pipeline_root=PIPELINE_ROOT, beam_pipeline_args=beam.pipeline_args(IMAGE)
+    )
+    spec, _ = package.load_package(runner.compile_package(RunConfig(), kubeflow_settings, str(tmp_path / "p.yaml")))
+    executors = executor_config(spec).executors
+    for component in BEAM_COMPONENTS:
+        arguments = list(executors[f"{component}_executor"].container.args)
+        assert all(argument in arguments for argument in expected), (component, arguments)
+        assert "--runner=FnApiRunner" not in arguments
+
+
+@pytest.mark.parametrize(
+    "arguments, missing",
+    [
+        (["--beam-runner", "dataflow", "--dataflow-project", "p"], "needs --dataflow-region, --dataflow-temp-location"),
+        (["--beam-runner", "dataflow", "--dataflow-project", "p", "--dataflow-region", "r",
+          "--dataflow-temp-location", "/tmp/x"], "give a gs:// URI"),
+        (["--beam-runner", "flink", "--flink-parallelism", "2"], "needs --flink-master"),
+        (["--beam-runner", "flink", "--flink-master", "h:8081", "--flink-parallelism", "2",
+          "--flink-environment", "EXTERNAL"], "needs --flink-environment-config"),
+    ],
+)  # fmt: skip
+def test_a_beam_runner_without_its_required_options_is_a_usage_error(arguments, missing, tmp_path, capsys) -> None:
+    output = tmp_path / "p.yaml"
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["kubeflow", "compile", "--image", IMAGE, "--pipeline-root", PIPELINE_ROOT, "--output", str(output),
+                  *arguments])  # fmt: skip
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert missing in err.strip().splitlines()[-1] and "usage: visionpipe kubeflow compile" in err
+    assert not output.exists()
