@@ -24,6 +24,15 @@ import sys
 import types
 
 SQL_UTIL_MODULE = "tfx_bsl.arrow.sql_util"
+# The folder whose sitecustomize.py installs this shim in Beam worker processes,
+# which import TFDV without importing visionpipe (beam_worker_site/sitecustomize.py).
+WORKER_SITE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "beam_worker_site")
+
+
+def worker_pythonpath(pythonpath: str | None) -> str:
+    """`pythonpath` (a PYTHONPATH value) with WORKER_SITE_DIR first, for Beam worker processes."""
+    parts = [part for part in (pythonpath or "").split(os.pathsep) if part and part != WORKER_SITE_DIR]
+    return os.pathsep.join([WORKER_SITE_DIR, *parts])
 
 
 class SqlSlicingUnsupportedError(Exception):

@@ -9,13 +9,14 @@ only to fail in a pod log for a missing `--region`.
 
 * `direct` (default): Beam's FnApiRunner in the component's own pod, as a
   local run does (`pipeline.configs.IN_PROCESS_BEAM_ARGS`).
-* `dataflow`: Google Cloud Dataflow. Needs a project, a region and a gs://
-  temp location; the workers run the pipeline image itself
-  (`--sdk_container_image`, default `--image`), so they have visionpipe's
-  executors and the same libraries as the pods.
+* `dataflow`: Google Cloud Dataflow. Needs a project, a region, a gs://
+  temp location and the workers' SDK container image: a Beam SDK image
+  (its entrypoint `/opt/apache/beam/boot`) with visionpipe installed and
+  the worker start-up folder on its PYTHONPATH (kubeflow/README.md). The
+  pipeline image is not one, so there is no default.
 * `flink`: a Flink cluster through Beam's portable Flink runner. Needs the
   JobManager's address and a parallelism; the SDK workers run as Docker
-  containers of the pipeline image by default (`--environment_type DOCKER`),
+  containers of that same kind of SDK image (`--environment_type DOCKER`),
   or as a process or external service (`PROCESS`, `EXTERNAL` with
   `--flink-environment-config`).
 
@@ -46,30 +47,31 @@ class BeamRunnerSettings:
     dataflow_project: str | None = None
     dataflow_region: str | None = None
     dataflow_temp_location: str | None = None
-    sdk_container_image: str | None = None  # Dataflow's workers / Flink's DOCKER environment; None: --image
+    sdk_container_image: str | None = None  # the Beam SDK image of Dataflow's workers / Flink's DOCKER environment
     flink_master: str | None = None
     flink_parallelism: int | None = None
     flink_environment: str = "DOCKER"
-    flink_environment_config: str | None = None  # PROCESS: a JSON command; EXTERNAL: host:port; None: DOCKER's image
+    flink_environment_config: str | None = None  # PROCESS: a JSON command; EXTERNAL: host:port (DOCKER: sdk_container_image)
     extra_args: tuple[str, ...] = ()
 
-    def pipeline_args(self, image: str) -> tuple[str, ...]:
+    def pipeline_args(self) -> tuple[str, ...]:
         """The Beam arguments of every Beam-based component; `configs.ConfigError` names what is missing."""
         if self.runner == DIRECT:
             return (*configs.IN_PROCESS_BEAM_ARGS, *self.extra_args)
         if self.runner == DATAFLOW:
-            return (*self._dataflow_args(image), *self.extra_args)
+            return (*self._dataflow_args(), *self.extra_args)
         if self.runner == FLINK:
-            return (*self._flink_args(image), *self.extra_args)
+            return (*self._flink_args(), *self.extra_args)
         raise configs.ConfigError(f"--beam-runner {self.runner!r}: choose one of {', '.join(BEAM_RUNNERS)}")
 
-    def _dataflow_args(self, image: str) -> tuple[str, ...]:
+    def _dataflow_args(self) -> tuple[str, ...]:
         self._require(
             DATAFLOW,
             {
                 "--dataflow-project": self.dataflow_project,
                 "--dataflow-region": self.dataflow_region,
                 "--dataflow-temp-location": self.dataflow_temp_location,
+                "--sdk-container-image": self.sdk_container_image,
             },
         )
         if not str(self.dataflow_temp_location).startswith("gs://"):
@@ -82,12 +84,12 @@ class BeamRunnerSettings:
             f"--project={self.dataflow_project}",
             f"--region={self.dataflow_region}",
             f"--temp_location={self.dataflow_temp_location}",
-            f"--sdk_container_image={self.sdk_container_image or image}",
+            f"--sdk_container_image={self.sdk_container_image}",
             # A custom SDK container needs Dataflow's Runner v2.
             "--experiments=use_runner_v2",
         )
 
-    def _flink_args(self, image: str) -> tuple[str, ...]:
+    def _flink_args(self) -> tuple[str, ...]:
         self._require(FLINK, {"--flink-master": self.flink_master, "--flink-parallelism": self.flink_parallelism})
         if self.flink_parallelism is not None and self.flink_parallelism < 1:
             raise configs.ConfigError(f"--flink-parallelism {self.flink_parallelism}: must be 1 or more")
@@ -95,14 +97,13 @@ class BeamRunnerSettings:
             raise configs.ConfigError(
                 f"--flink-environment {self.flink_environment}: choose one of {', '.join(FLINK_ENVIRONMENTS)}"
             )
-        environment_config = self.flink_environment_config
-        if environment_config is None:
-            if self.flink_environment != "DOCKER":
-                raise configs.ConfigError(
-                    f"--flink-environment {self.flink_environment} needs --flink-environment-config "
-                    "(PROCESS: the worker command as JSON; EXTERNAL: the worker pool's host:port)"
-                )
-            environment_config = self.sdk_container_image or image
+        environment_config = self.sdk_container_image if self.flink_environment == "DOCKER" else self.flink_environment_config
+        if not environment_config:
+            needed = "--sdk-container-image" if self.flink_environment == "DOCKER" else "--flink-environment-config"
+            raise configs.ConfigError(
+                f"--flink-environment {self.flink_environment} needs {needed} "
+                "(DOCKER: the Beam SDK image; PROCESS: the worker command as JSON; EXTERNAL: the worker pool's host:port)"
+            )
         return (
             "--runner=FlinkRunner",
             f"--flink_master={self.flink_master}",

@@ -187,7 +187,9 @@ def _add_beam_options(parser: argparse.ArgumentParser) -> None:
     beam.add_argument("--dataflow-project", help="dataflow: the Google Cloud project")
     beam.add_argument("--dataflow-region", help="dataflow: the region, e.g. europe-west4")
     beam.add_argument("--dataflow-temp-location", help="dataflow: a gs:// folder for staging and temporary files")
-    beam.add_argument("--sdk-container-image", help="dataflow / flink DOCKER: the workers' image (default: --image)")
+    beam.add_argument(
+        "--sdk-container-image", help="dataflow / flink DOCKER: the workers' Beam SDK image with visionpipe installed"
+    )
     beam.add_argument("--flink-master", help="flink: the JobManager's host:port")
     beam.add_argument("--flink-parallelism", type=options.positive_int, help="flink: the pipelines' parallelism")
     beam.add_argument(
@@ -215,7 +217,7 @@ def _beam_pipeline_args(args: argparse.Namespace) -> tuple[str, ...]:
         flink_environment=args.flink_environment,
         flink_environment_config=args.flink_environment_config,
         extra_args=tuple(args.beam_arg),
-    ).pipeline_args(args.image)
+    ).pipeline_args()
 
 
 def _compile(args: argparse.Namespace) -> int:

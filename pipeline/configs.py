@@ -45,6 +45,21 @@ IN_PROCESS_BEAM_ARGS = (
     "--direct_running_mode=in_memory",
     "--direct_num_workers=1",
 )
+MAX_BEAM_WORKERS = 256
+
+
+def local_beam_args(workers: int) -> tuple[str, ...]:
+    """Beam arguments of a local run: in-process for one worker, else N worker processes.
+
+    `multi_processing` is the FnApiRunner with N SDK worker processes (still no
+    Prism download). On the 2-core machine this is built on it made the data
+    stages slower, not faster (README, "Beam workers"), so one worker stays
+    the default; more pays off with more cores and more data.
+    """
+    if workers == 1:
+        return IN_PROCESS_BEAM_ARGS
+    return ("--runner=FnApiRunner", "--direct_running_mode=multi_processing", f"--direct_num_workers={workers}")
+
 # Allowed drop in accuracy relative to the latest blessed model before a new one
 # is refused (0 means "no worse than").
 DEFAULT_CHANGE_THRESHOLD = 0.0
@@ -96,6 +111,7 @@ class RunConfig:
     train_eval_weights: tuple[int, int] = DEFAULT_TRAIN_EVAL_WEIGHTS
     normalization: str = normalization_names.COMPUTED
     serving_check: str = SERVING_GATE
+    beam_workers: int = 1  # Beam worker processes of the local run's data stages (local_beam_args)
     # Training hyperparameters: None keeps the model's own tuned default
     # (`trainer_module.models.default_hparams`), so switching --model never
     # carries one network's learning rate over to another.
@@ -119,6 +135,8 @@ class RunConfig:
                 f"--normalization {normalization_names.IMAGENET} uses the ImageNet RGB mean and std, "
                 f"but {self.dataset} images have {channels} channel; use --normalization {normalization_names.COMPUTED}"
             )
+        if not 1 <= self.beam_workers <= MAX_BEAM_WORKERS:
+            raise ConfigError(f"beam_workers must be from 1 to {MAX_BEAM_WORKERS}, got {self.beam_workers}")
         if self.serving_check not in SERVING_CHECKS:
             raise ConfigError(f"serving_check must be one of {SERVING_CHECKS}, got {self.serving_check!r}")
 

@@ -27,6 +27,7 @@ from tfx.orchestration.local import local_dag_runner  # noqa: E402
 from tfx.orchestration.portable import runtime_parameter_utils  # noqa: E402
 from tfx.proto.orchestration import pipeline_pb2  # noqa: E402
 
+from components import tfx_bsl_compat  # noqa: E402
 from pipeline import configs, definition  # noqa: E402
 from pipeline.plumbing import errors, output_lock, run_logging  # noqa: E402
 from pipeline.plumbing.progress import ComponentProgress  # noqa: E402
@@ -40,6 +41,7 @@ ENVIRONMENT_SETTINGS = {
     "VISIONPIPE_BATCH_SIZE": ("batch_size", int),
     "VISIONPIPE_ACCURACY_THRESHOLD": ("accuracy_threshold", float),
     "VISIONPIPE_SERVING_CHECK": ("serving_check", str),
+    "VISIONPIPE_BEAM_WORKERS": ("beam_workers", int),
 }
 
 
@@ -55,14 +57,22 @@ def config_from_environment(environ: dict[str, str] | None = None) -> configs.Ru
 
 
 def build_local_pipeline(config: configs.RunConfig) -> tfx.dsl.Pipeline:
-    """The pipeline with its SQLite metadata store under the output dir."""
+    """The pipeline with its SQLite metadata store under the output dir, and Beam as configured.
+
+    With several Beam workers, this process's PYTHONPATH gets the folder that
+    installs the tfx-bsl shim in each worker process at its start
+    (`tfx_bsl_compat.WORKER_SITE_DIR`): the workers inherit the environment,
+    and without the shim they cannot import TFDV.
+    """
     os.makedirs(config.output_dir, exist_ok=True)
+    if config.beam_workers > 1:
+        os.environ["PYTHONPATH"] = tfx_bsl_compat.worker_pythonpath(os.environ.get("PYTHONPATH"))
     return definition.create_pipeline(
         config,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             config.metadata_path
         ),
-        beam_pipeline_args=configs.IN_PROCESS_BEAM_ARGS,
+        beam_pipeline_args=configs.local_beam_args(config.beam_workers),
     )
 
 

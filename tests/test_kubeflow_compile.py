@@ -293,6 +293,7 @@ def test_tfx_cli_compiles_the_kubeflow_pipeline_for_vertex(tmp_path: Any) -> Non
 
 
 BEAM_COMPONENTS = ("FileBasedExampleGen", "StatisticsGen", "Transform", "Evaluator")
+SDK_IMAGE = "registry.example.com/ml/visionpipe-beam-sdk:0.1.0"
 
 
 def test_the_default_package_runs_beam_in_each_components_pod(compiled: dict[str, Any]) -> None:
@@ -307,22 +308,25 @@ def test_the_default_package_runs_beam_in_each_components_pod(compiled: dict[str
         (
             beam_runners.BeamRunnerSettings(
                 runner="dataflow", dataflow_project="ml-project", dataflow_region="europe-west4",
-                dataflow_temp_location="gs://visionpipe-test/tmp", extra_args=("--max_num_workers=8",),
+                dataflow_temp_location="gs://visionpipe-test/tmp", sdk_container_image=SDK_IMAGE,
+                extra_args=("--max_num_workers=8",),
             ),
             ["--runner=DataflowRunner", "--project=ml-project", "--region=europe-west4",
-             "--temp_location=gs://visionpipe-test/tmp", f"--sdk_container_image={IMAGE}", "--max_num_workers=8"],
+             "--temp_location=gs://visionpipe-test/tmp", f"--sdk_container_image={SDK_IMAGE}", "--max_num_workers=8"],
         ),
         (
-            beam_runners.BeamRunnerSettings(runner="flink", flink_master="flink-jobmanager:8081", flink_parallelism=4),
+            beam_runners.BeamRunnerSettings(
+                runner="flink", flink_master="flink-jobmanager:8081", flink_parallelism=4, sdk_container_image=SDK_IMAGE
+            ),
             ["--runner=FlinkRunner", "--flink_master=flink-jobmanager:8081", "--parallelism=4",
-             "--environment_type=DOCKER", f"--environment_config={IMAGE}"],
+             "--environment_type=DOCKER", f"--environment_config={SDK_IMAGE}"],
         ),
     ],
     ids=["dataflow", "flink"],
 )  # fmt: skip
 def test_the_chosen_beam_runner_reaches_every_beam_based_component(beam, expected, tmp_path: Any) -> None:
     kubeflow_settings = settings.KubeflowSettings(
-        image=IMAGE, pipeline_root=PIPELINE_ROOT, beam_pipeline_args=beam.pipeline_args(IMAGE)
+        image=IMAGE, pipeline_root=PIPELINE_ROOT, beam_pipeline_args=beam.pipeline_args()
     )
     spec, _ = package.load_package(runner.compile_package(RunConfig(), kubeflow_settings, str(tmp_path / "p.yaml")))
     executors = executor_config(spec).executors
@@ -335,12 +339,14 @@ def test_the_chosen_beam_runner_reaches_every_beam_based_component(beam, expecte
 @pytest.mark.parametrize(
     "arguments, missing",
     [
-        (["--beam-runner", "dataflow", "--dataflow-project", "p"], "needs --dataflow-region, --dataflow-temp-location"),
+        (["--beam-runner", "dataflow", "--dataflow-project", "p"],
+         "needs --dataflow-region, --dataflow-temp-location, --sdk-container-image"),
         (["--beam-runner", "dataflow", "--dataflow-project", "p", "--dataflow-region", "r",
-          "--dataflow-temp-location", "/tmp/x"], "give a gs:// URI"),
+          "--dataflow-temp-location", "/tmp/x", "--sdk-container-image", "i:1"], "give a gs:// URI"),
         (["--beam-runner", "flink", "--flink-parallelism", "2"], "needs --flink-master"),
         (["--beam-runner", "flink", "--flink-master", "h:8081", "--flink-parallelism", "2",
           "--flink-environment", "EXTERNAL"], "needs --flink-environment-config"),
+        (["--beam-runner", "flink", "--flink-master", "h:8081", "--flink-parallelism", "2"], "needs --sdk-container-image"),
     ],
 )  # fmt: skip
 def test_a_beam_runner_without_its_required_options_is_a_usage_error(arguments, missing, tmp_path, capsys) -> None:

@@ -128,25 +128,9 @@ def make_dataset(
     return examples.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def write_training_summary(
-    model_run_dir: str,
-    config: TrainingConfig,
-    device: str,
-    fit_seconds: float,
-    history: dict[str, list[float]],
-    resumed_after_epoch: int = 0,
-) -> None:
-    """Writes `training_summary.training_summary` into the model_run dir (any
+def write_training_summary(model_run_dir: str, summary: dict[str, Any]) -> None:
+    """Writes a `training_summary.training_summary` record into the model_run dir (any
     filesystem tf.io.gfile reaches, e.g. a bucket on Kubeflow)."""
-    summary = training_summary(
-        model=config.model,
-        device=device,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        fit_seconds=fit_seconds,
-        history=history,
-        resumed_after_epoch=resumed_after_epoch,
-    )
     tf.io.gfile.makedirs(model_run_dir)
     with tf.io.gfile.GFile(f"{model_run_dir}/{TRAINING_SUMMARY_FILE}", "w") as handle:
         handle.write(json.dumps(summary, indent=2))
@@ -230,9 +214,16 @@ def run_fn(fn_args: FnArgs) -> None:
     resumed_after = config.epochs - len(history.epoch)  # epochs restored from the backup, not trained now
     if resumed_after:
         logging.info("Resumed from the backup of epoch %d; trained epochs %d-%d", resumed_after, resumed_after + 1, config.epochs)
-    write_training_summary(
-        fn_args.model_run_dir, config, device, time.monotonic() - fit_started, history.history, resumed_after
+    summary = training_summary(
+        model=config.model,
+        device=device,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        fit_seconds=time.monotonic() - fit_started,
+        history=history.history,
+        resumed_after_epoch=resumed_after,
     )
+    write_training_summary(fn_args.model_run_dir, summary)
 
     serving.export_serving_model(
         model, tf_transform_output, config.class_names, config.image_shape, fn_args.serving_model_dir

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib.metadata
 import sys
 from collections.abc import Sequence
@@ -59,6 +60,13 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         help="artifacts, ML Metadata, pushed models, logs and run_summary.json",
     )
     options.add_training_options(run)
+    run.add_argument(
+        "--beam-workers",
+        type=options.bounded_int(configs.MAX_BEAM_WORKERS),
+        default=1,
+        help="Beam worker processes for ExampleGen, StatisticsGen, Transform and the Evaluator "
+        "(1: in this process, the fastest on a few cores)",
+    )
     run.add_argument("--verbose", action="store_true", help="also print TFX/Beam logs")
 
 
@@ -225,7 +233,9 @@ def _run_config(args: argparse.Namespace) -> configs.RunConfig:
                 f"(try: visionpipe fetch --dataset {args.dataset})"
             )
         data_dir = datasets.DEFAULT_SAMPLE_DIR
-    config = options.training_config(args, data_dir=data_dir, output_dir=args.output_dir).absolute()
+    config = dataclasses.replace(
+        options.training_config(args, data_dir=data_dir, output_dir=args.output_dir), beam_workers=args.beam_workers
+    ).absolute()
     configs.check_plain_path("--data-dir", config.data_dir)
     configs.check_plain_path("--output-dir", config.output_dir)
     return config

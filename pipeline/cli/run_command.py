@@ -26,6 +26,7 @@ def build_summary(
         "data_dir": config.data_dir,
         "epochs": config.epochs,
         "batch_size": config.batch_size,
+        "beam_workers": config.beam_workers,
         "accuracy_threshold": config.accuracy_threshold,
         "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
         "total_seconds": round(total, 2),
