@@ -176,5 +176,6 @@ def test_a_built_wheel_carries_the_schemas_sample_data_and_entry_points(tmp_path
     for dataset in ("mnist", "fashion_mnist", "cifar10"):
         assert f"schema/{dataset}/schema.pbtxt" in names
     assert any(name.startswith("pipeline/sample_data/fashion_mnist/") and name.endswith(".gz") for name in names)
+    assert "components/beam_worker_site/sitecustomize.py" in names  # Beam workers' shim start-up
     assert "visionpipe = pipeline.cli.main:main" in entry_points
     assert not any(name.startswith("tests/") for name in names)  # test fixtures stay out of the product

@@ -6,8 +6,9 @@ what the functions it unpickles need. StatisticsGen's functions import
 TensorFlow Data Validation, which fails without the shim
 (`components/tfx_bsl_compat.py`). Python imports `sitecustomize` at start-up
 from the first folder on its path that has one; putting this folder on a
-worker's PYTHONPATH (`pipeline.configs.beam_worker_environment`, the
-Kubeflow image's ENV) installs the shim first. Processes without that
+worker's PYTHONPATH (`pipeline.local_runner.build_local_pipeline` does, for
+`--beam-workers`; a Beam SDK image for Dataflow or Flink would, kubeflow/README.md)
+installs the shim first. Processes without that
 PYTHONPATH, such as the serving probe (`python -I`), never see it.
 """
 
