@@ -24,21 +24,13 @@ sys.path.insert(0, REPO_ROOT)
 
 from bench.alternation import alternate  # noqa: E402
 from bench.results_io import save_results  # noqa: E402
-from pipeline import configs, datasets, definition, local_runner  # noqa: E402
+from pipeline import configs, datasets, local_runner  # noqa: E402
 
 
 def data_stages_seconds(config: configs.RunConfig) -> float:
     """Wall seconds of ExampleGen ... Transform with `config`'s Beam workers, into a fresh output dir."""
-    from tfx import v1 as tfx
-
     shutil.rmtree(config.output_dir, ignore_errors=True)
-    local_pipeline = local_runner.build_local_pipeline(config)  # its Beam args, and the workers' shim path
-    data_stages = definition.create_pipeline(
-        config,
-        tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path),
-        beam_pipeline_args=tuple(local_pipeline.beam_pipeline_args),
-        data_stages_only=True,
-    )
+    data_stages = local_runner.build_local_pipeline(config, data_stages_only=True)  # the workers' shim path too
     started = time.monotonic()
     local_runner.run_pipeline(data_stages, local_runner.new_run_id())
     return time.monotonic() - started

@@ -38,7 +38,7 @@ from bench.run_artifacts import newest  # noqa: E402
 from components.cifar_example_gen import cifar_format  # noqa: E402
 from components.example_gen import example_splits  # noqa: E402
 from tests import cifar_files  # noqa: E402
-from pipeline import configs, datasets, definition, local_runner  # noqa: E402
+from pipeline import configs, datasets, local_runner  # noqa: E402
 from pipeline.plumbing import run_logging  # noqa: E402
 from pipeline.plumbing.progress import ComponentProgress  # noqa: E402
 from trainer_module import features, model_names  # noqa: E402
@@ -70,17 +70,7 @@ def write_full_size_data(data_dir: str, layout: str) -> float:
 def run_data_stages(config: configs.RunConfig) -> tuple[dict[str, float], str]:
     """Runs ExampleGen ... Transform with LocalDagRunner; returns seconds per component
     and the pipeline root."""
-    from tfx import v1 as tfx
-
-    os.makedirs(config.output_dir, exist_ok=True)
-    data_pipeline = definition.create_pipeline(
-        config,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            config.metadata_path
-        ),
-        beam_pipeline_args=configs.IN_PROCESS_BEAM_ARGS,
-        data_stages_only=True,
-    )
+    data_pipeline = local_runner.build_local_pipeline(config, data_stages_only=True)
     run_id = local_runner.new_run_id()
     progress = ComponentProgress(DATA_STAGES, config.metadata_path, config.pipeline_name, run_id)
     log_path = run_logging.new_log_path(config.output_dir)

@@ -56,10 +56,11 @@ def config_from_environment(environ: dict[str, str] | None = None) -> configs.Ru
     return configs.RunConfig(**overrides).absolute()
 
 
-def build_local_pipeline(config: configs.RunConfig) -> tfx.dsl.Pipeline:
+def build_local_pipeline(config: configs.RunConfig, data_stages_only: bool = False) -> tfx.dsl.Pipeline:
     """The pipeline with its SQLite metadata store under the output dir, and Beam as configured.
 
-    With several Beam workers, this process's PYTHONPATH gets the folder that
+    `data_stages_only`: ExampleGen ... Transform, for the benchmarks that time
+    the data stages (see `definition.create_pipeline`). With several Beam workers, this process's PYTHONPATH gets the folder that
     installs the tfx-bsl shim in each worker process at its start
     (`tfx_bsl_compat.WORKER_SITE_DIR`): the workers inherit the environment,
     and without the shim they cannot import TFDV.
@@ -73,6 +74,7 @@ def build_local_pipeline(config: configs.RunConfig) -> tfx.dsl.Pipeline:
             config.metadata_path
         ),
         beam_pipeline_args=configs.local_beam_args(config.beam_workers),
+        data_stages_only=data_stages_only,
     )
 
 

@@ -54,19 +54,9 @@ def test_one_worker_is_in_process_and_several_are_worker_processes():
 def test_the_data_stages_run_on_two_worker_processes(idx_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))  # restored after the test
     config = configs.RunConfig(dataset="mnist", data_dir=idx_dir, output_dir=str(tmp_path / "out"), beam_workers=2)
-    pipeline = local_runner.build_local_pipeline(config.absolute())
-    assert "--direct_running_mode=multi_processing" in pipeline.beam_pipeline_args
+    data_stages = local_runner.build_local_pipeline(config.absolute(), data_stages_only=True)
+    assert "--direct_running_mode=multi_processing" in data_stages.beam_pipeline_args
     assert os.environ["PYTHONPATH"].split(os.pathsep)[0] == tfx_bsl_compat.WORKER_SITE_DIR
-
-    from pipeline import definition
-    from tfx import v1 as tfx
-
-    data_stages = definition.create_pipeline(
-        config.absolute(),
-        tfx.orchestration.metadata.sqlite_metadata_connection_config(config.absolute().metadata_path),
-        beam_pipeline_args=tuple(pipeline.beam_pipeline_args),
-        data_stages_only=True,
-    )
     local_runner.run_pipeline(data_stages, local_runner.new_run_id())  # raises if a worker could not import TFDV
     statistics = tmp_path / "out" / "tfx" / "visionpipe-mnist" / "StatisticsGen" / "statistics"
     assert any(name.startswith("FeatureStats") for _, _, files in os.walk(statistics) for name in files)

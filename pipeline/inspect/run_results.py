@@ -15,7 +15,6 @@ from collections.abc import Sequence
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
-from tfx.orchestration import metadata
 
 from pipeline.inspect.eval_results import read_accuracy
 from pipeline.plumbing import metadata_queries
@@ -47,9 +46,7 @@ def read_outcome(
     metadata_path: str, pipeline_name: str, run_id: str, class_names: Sequence[str]
 ) -> RunOutcome:
     """Reads blessing, push destination and accuracy of run `run_id` (see local_runner.run_pipeline)."""
-    store = metadata_store.MetadataStore(
-        metadata.sqlite_metadata_connection_config(metadata_path)
-    )
+    store = metadata_queries.open_read_only(metadata_path)
     in_run = metadata_queries.run_execution_ids(store, run_id)
     evaluator_outputs = _run_outputs(store, pipeline_name, in_run, "Evaluator")
     blessing = evaluator_outputs.get("blessing")
