@@ -1,4 +1,4 @@
-"""`visionpipe kubeflow compile | run | status`: the Kubeflow side of the CLI.
+"""`visionpipe kubeflow compile | run | local-run | status`: the Kubeflow side of the CLI.
 
 Exit codes: 0 success (for `run --wait`: the run SUCCEEDED); 1 a bad setting,
 an unreachable or refusing endpoint, or a run that ended in any other state;
@@ -14,8 +14,9 @@ import sys
 
 # kubeflow.client and kubeflow.settings import nothing heavy at their top;
 # kubeflow.package and kubeflow.runner (kfp, TFX) are imported where used.
-from kubeflow import beam_runners
+from kubeflow import beam_runners, run_parameters
 from kubeflow.client import DEFAULT_COOKIE_ENV, DEFAULT_TOKEN_ENV, Credentials, KubeflowClient, KubeflowClientError
+from kubeflow.local_run import LocalRunError
 from kubeflow.settings import (
     DATA_ROOT_PARAMETER,
     DEFAULT_COMPONENT_RESOURCES,
@@ -25,6 +26,8 @@ from kubeflow.settings import (
     ComponentResources,
     KubeflowConfigError,
     KubeflowSettings,
+    check_cluster_uri,
+    check_local_path,
     check_node_selector,
 )
 from pipeline.cli import options
@@ -33,6 +36,9 @@ from pipeline.plumbing import errors
 DEFAULT_EXPERIMENT = "visionpipe"
 DEFAULT_WAIT_TIMEOUT_SECONDS = 24 * 3600
 DEFAULT_POLL_SECONDS = 15.0
+# The image named in a package for local-run: kfp.local's SubprocessRunner runs
+# each task in this interpreter and never pulls it.
+LOCAL_RUN_IMAGE = "visionpipe:local"
 
 
 PACKAGE_SUFFIXES = (".yaml", ".yml")
@@ -57,7 +63,7 @@ def _one_line_failures(handler: options.Handler) -> options.Handler:
 
         try:
             return handler(args)
-        except (KubeflowConfigError, KubeflowClientError, PackageError) as error:
+        except (KubeflowConfigError, KubeflowClientError, PackageError, LocalRunError) as error:
             return errors.fail(str(error))
 
     return run
@@ -105,14 +111,22 @@ def add_kubeflow_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Compile the same pipeline as `visionpipe run` (TFX KubeflowV2DagRunner) into a "
         "Kubeflow Pipelines v2 package. Nothing is contacted.",
     )
-    compile_parser.add_argument("--image", required=True, help="pipeline image with a tag or digest")
     compile_parser.add_argument(
-        "--pipeline-root", required=True, help="gs://, s3:// or minio:// URI for artifacts and pushed models"
+        "--image", help=f"pipeline image with a tag or digest (required but with --for-local-run: {LOCAL_RUN_IMAGE})"
+    )
+    compile_parser.add_argument(
+        "--pipeline-root", required=True,
+        help="gs://, s3:// or minio:// URI for artifacts and pushed models (a local folder with --for-local-run)",
     )
     compile_parser.add_argument(
         "--data-dir",
         help="URI of the dataset files; the package's data_root run parameter defaults to it "
         "(default: <pipeline-root>/data/<dataset>)",
+    )
+    compile_parser.add_argument(
+        "--for-local-run", action="store_true",
+        help="a package for `kubeflow local-run` on this machine: local pipeline root and data dir, "
+        "this checkout's schemas",
     )
     compile_parser.add_argument(
         "--output", type=_package_path, default=PACKAGE_FILENAME, help="package file to write (.yaml or .yml)"
@@ -163,6 +177,7 @@ def add_kubeflow_parser(subparsers: argparse._SubParsersAction) -> None:
     run_parser.add_argument(
         "--data-dir", help="override the package's data_root run parameter for this run"
     )
+    _add_param_option(run_parser)
     run_parser.add_argument("--wait", action="store_true", help="follow the run until it finishes")
     run_parser.add_argument(
         "--timeout", type=options.positive_int, default=DEFAULT_WAIT_TIMEOUT_SECONDS, help="--wait limit, seconds"
@@ -171,10 +186,39 @@ def add_kubeflow_parser(subparsers: argparse._SubParsersAction) -> None:
         "--poll-seconds", type=options.positive_float, default=DEFAULT_POLL_SECONDS, help=argparse.SUPPRESS
     )
 
+    local_parser = options.add_command(
+        commands,
+        "local-run",
+        _one_line_failures(_local_run),
+        help="execute a package compiled with --for-local-run, with KFP's own local runner",
+        description="Execute the package task by task with kfp.local's SubprocessRunner on this machine, "
+        "the way the KFP backend would (kubeflow/local_run.py says what is adapted for TFX tasks).",
+    )
+    local_parser.add_argument("--package", default=PACKAGE_FILENAME, help="a package compiled with --for-local-run")
+    local_parser.add_argument(
+        "--pipeline-root", help="where kfp.local writes the tasks' artifacts (default: the package's pipeline root)"
+    )
+    local_parser.add_argument("--data-dir", help="override the package's data_root run parameter for this run")
+    _add_param_option(local_parser)
+
     status_parser = options.add_command(commands, "status", _one_line_failures(_status), help="show a run's state")
     _add_connection_options(status_parser)
     status_parser.add_argument("run_id", metavar="RUN_ID")
     options.add_json_option(status_parser)
+
+
+def _add_param_option(parser: argparse.ArgumentParser) -> None:
+    names = ", ".join(parameter.name for parameter in run_parameters.RUN_PARAMETERS)
+    parser.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE",
+        help=f"set a run parameter for this run (repeatable): {names}",
+    )
+
+
+def _run_parameter_values(args: argparse.Namespace, spec: object) -> dict[str, object]:
+    """The run's parameter values from --param (and --data-dir), checked against the package."""
+    assignments = list(args.param) + ([f"{DATA_ROOT_PARAMETER}={args.data_dir}"] if args.data_dir else [])
+    return run_parameters.parse_assignments(assignments, run_parameters.package_parameter_types(spec))
 
 
 def _add_beam_options(parser: argparse.ArgumentParser) -> None:
@@ -222,8 +266,10 @@ def _beam_pipeline_args(args: argparse.Namespace) -> tuple[str, ...]:
 
 def _compile(args: argparse.Namespace) -> int:
     """Checks the settings and the training options (before TFX is imported), then compiles."""
+    if not args.image and not args.for_local_run:
+        raise KubeflowConfigError("--image is required (but for a package compiled --for-local-run)")
     settings = KubeflowSettings(
-        image=args.image,
+        image=args.image or LOCAL_RUN_IMAGE,
         pipeline_root=args.pipeline_root,
         data_root=args.data_dir,
         component_resources=ComponentResources(cpu=args.cpu, memory=args.memory),
@@ -232,6 +278,7 @@ def _compile(args: argparse.Namespace) -> int:
         ),
         gpu_node_selector=check_node_selector(tuple(args.gpu_node_selector)),
         beam_pipeline_args=_beam_pipeline_args(args),
+        local_run=args.for_local_run,
     )
     for warning in settings.storage_warnings():
         print(f"visionpipe: warning: {warning}", file=sys.stderr)
@@ -246,6 +293,10 @@ def _compile(args: argparse.Namespace) -> int:
     print(f"visionpipe: wrote {path}")
     print(f"  pipeline root {settings.pipeline_root}; data_root {settings.data_root_for(args.dataset)}; Trainer {gpu}")
     print(f"  Beam runner {args.beam_runner}: {' '.join(settings.beam_pipeline_args)}")
+    defaults = ", ".join(f"{name}={value}" for name, value in runner.run_parameter_defaults(config, settings).items())
+    print(f"  run parameters (--param NAME=VALUE): {defaults}")
+    if args.for_local_run:
+        print(f"  run it here: visionpipe kubeflow local-run --package {path}")
     return 0
 
 
@@ -261,10 +312,17 @@ def _run(args: argparse.Namespace) -> int:
 
     spec, _ = package.load_package(args.package)  # a broken package never reaches the cluster
     pipeline_name = spec.pipeline_info.name
+    if "://" not in spec.default_pipeline_root:
+        raise KubeflowConfigError(
+            f"{args.package}: compiled --for-local-run (pipeline root {spec.default_pipeline_root}); run it with "
+            "`visionpipe kubeflow local-run`, or compile it again for the cluster"
+        )
+    parameters = _run_parameter_values(args, spec)
+    if DATA_ROOT_PARAMETER in parameters:
+        check_cluster_uri(parameters[DATA_ROOT_PARAMETER], f"--param {DATA_ROOT_PARAMETER}")
     client = _connect(args)
     print(f"visionpipe: uploading {args.package} as pipeline {pipeline_name} to {client.endpoint} ...")
     pipeline_id, version_id = client.upload(args.package, pipeline_name)
-    parameters = {DATA_ROOT_PARAMETER: args.data_dir} if args.data_dir else {}
     run_name = args.run_name or f"{pipeline_name} {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S}"
     run_id = client.start_run(pipeline_id, version_id, args.experiment, run_name, parameters)
     print(f"visionpipe: started run {run_id} in experiment {args.experiment}")
@@ -283,6 +341,30 @@ def _run(args: argparse.Namespace) -> int:
         detail = f": {final.error}" if final.error else ""
         return errors.fail(f"run {run_id} {final.state}{detail}")
     print(f"visionpipe: run {run_id} SUCCEEDED")
+    return 0
+
+
+def _local_run(args: argparse.Namespace) -> int:
+    import time
+
+    from kubeflow import local_run, package
+
+    spec, _ = package.load_package(args.package)
+    parameters = _run_parameter_values(args, spec)
+    if DATA_ROOT_PARAMETER in parameters:
+        parameters[DATA_ROOT_PARAMETER] = check_local_path(parameters[DATA_ROOT_PARAMETER], f"--param {DATA_ROOT_PARAMETER}")
+    shown = ", ".join(f"{name}={value}" for name, value in parameters.items()) or "the package's defaults"
+    print(f"visionpipe: running {args.package} ({spec.pipeline_info.name}, {len(spec.root.dag.tasks)} tasks) "
+          f"with kfp.local's SubprocessRunner; parameters: {shown}", flush=True)
+    started = time.monotonic()
+    result = local_run.run_package(args.package, parameters, args.pipeline_root)
+    print(f"visionpipe: all {len(spec.root.dag.tasks)} tasks succeeded in {time.monotonic() - started:.0f} s; "
+          f"artifacts in {result.run_dir}")
+    if result.pushed_model_dir:
+        print(f"visionpipe: model blessed and pushed to {result.pushed_model_dir}")
+    else:
+        verdict = "blessed but not pushed" if result.blessed else "not blessed (below the accuracy threshold)"
+        print(f"visionpipe: model {verdict}; nothing pushed")
     return 0
 
 

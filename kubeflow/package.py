@@ -43,7 +43,7 @@ def complete_package(
     spec: dict[str, Any],
     *,
     pipeline_root: str,
-    parameter_defaults: dict[str, str],
+    parameter_defaults: dict[str, str | int | float],
     default_resources: resources_lib.ResourceSpec,
     gpu_executor: str | None,
     gpu_node_selector: dict[str, str],

@@ -3,8 +3,11 @@
 `pipeline.definition.create_pipeline` builds the pipeline for both runners; this
 module only decides what differs on a cluster:
 
-* the data location is the run parameter `data_root` (default: `--data-dir`);
-* the curated schemas are read from the image (`/app/schema/...`);
+* the data location, the epochs, the batch size, the model and the accuracy
+  threshold are run parameters (kubeflow/run_parameters.py), with the
+  compiled values as defaults;
+* the curated schemas are read from the image (`/app/schema/...`), or from
+  this checkout for a package meant for `kubeflow local-run`;
 * no latest-blessed-model Resolver: Kubeflow Pipelines' open-source backend
   rejects Resolver nodes ("resolver executors not implemented"), so the
   Evaluator gates on the absolute accuracy threshold only;
@@ -42,14 +45,14 @@ from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner  # noqa: E402
 
 from kubeflow import package  # noqa: E402
 from kubeflow.resources import resource_spec  # noqa: E402
+from kubeflow.run_parameters import RUN_PARAMETERS  # noqa: E402
 from kubeflow.settings import (  # noqa: E402
     CONTAINER_PROJECT_ROOT,
-    DATA_ROOT_PARAMETER,
     PACKAGE_FILENAME,
     KubeflowConfigError,
     KubeflowSettings,
 )
-from pipeline import definition  # noqa: E402
+from pipeline import datasets, definition  # noqa: E402
 from pipeline.configs import INFRA_VALIDATOR, SERVING_GATE, RunConfig  # noqa: E402
 
 TRAINER_ID = "Trainer"
@@ -63,21 +66,30 @@ def cluster_config(config: RunConfig, settings: KubeflowSettings) -> RunConfig:
     )
 
 
+def run_parameter_defaults(config: RunConfig, settings: KubeflowSettings) -> dict[str, str | int | float]:
+    """Each run parameter's default: the compiled value of its RunConfig field."""
+    config = cluster_config(config, settings)
+    return {parameter.name: getattr(config, parameter.config_field) for parameter in RUN_PARAMETERS}
+
+
 def build_kubeflow_pipeline(config: RunConfig, settings: KubeflowSettings) -> tfx.dsl.Pipeline:
-    """The shared pipeline definition with the cluster's data parameter and resources."""
+    """The shared pipeline definition with the run parameters and the cluster's resources."""
     if config.serving_check == INFRA_VALIDATOR:
         raise KubeflowConfigError(
             f"--serving-check {INFRA_VALIDATOR}: TFX {tfx.__version__}'s Kubeflow V2 compiler cannot compile "
             f"InfraValidator (its step builder refuses it); use the default --serving-check {SERVING_GATE}, "
             "which runs in the pipeline image"
         )
-    config = cluster_config(config, settings)
+    defaults = run_parameter_defaults(config, settings)
     pipeline = definition.create_pipeline(
-        config,
-        input_base=tfx.dsl.experimental.RuntimeParameter(
-            name=DATA_ROOT_PARAMETER, ptype=str, default=config.data_dir
-        ),
-        schema_root=CONTAINER_SCHEMA_ROOT,
+        cluster_config(config, settings),
+        run_parameters={
+            parameter.config_field: tfx.dsl.experimental.RuntimeParameter(
+                name=parameter.name, ptype=parameter.ptype, default=defaults[parameter.name]
+            )
+            for parameter in RUN_PARAMETERS
+        },
+        schema_root=datasets.SCHEMA_ROOT if settings.local_run else CONTAINER_SCHEMA_ROOT,
         compare_with_blessed=False,
         beam_pipeline_args=settings.beam_pipeline_args,
     )
@@ -124,7 +136,7 @@ def compile_package(config: RunConfig, settings: KubeflowSettings, output_path: 
     documents = package.complete_package(
         spec,
         pipeline_root=settings.pipeline_root,
-        parameter_defaults={DATA_ROOT_PARAMETER: cluster_config(config, settings).data_dir},
+        parameter_defaults=run_parameter_defaults(config, settings),
         default_resources=resource_spec(settings.component_resources),
         gpu_executor=f"{TRAINER_ID}_executor" if settings.trainer_resources.gpus else None,
         gpu_node_selector=settings.gpu_node_selector,
@@ -152,8 +164,12 @@ def main() -> None:
     from pipeline.local_runner import config_from_environment
 
     settings = settings_from_environment()
-    pipeline = build_kubeflow_pipeline(config_from_environment(), settings)
-    _dag_runner(settings, os.getcwd(), "pipeline.json").run(pipeline)
+    config = config_from_environment()
+    # The run parameters' defaults as the PipelineJob's parameter values: TFX
+    # leaves them out of the spec, which would make every one mandatory.
+    _dag_runner(settings, os.getcwd(), "pipeline.json").run(
+        build_kubeflow_pipeline(config, settings), parameter_values=run_parameter_defaults(config, settings)
+    )
 
 
 if __name__ == "__main__":

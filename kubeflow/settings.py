@@ -10,6 +10,7 @@ these mistakes minutes later, in a pod log.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from decimal import Decimal
 
@@ -86,6 +87,16 @@ def check_cluster_uri(uri: str, option: str) -> str:
     return uri.rstrip("/")
 
 
+def check_local_path(path: str, option: str) -> str:
+    """`path` made absolute if it is a local path: a package for `kubeflow local-run` runs on this machine."""
+    if "://" in path:
+        raise KubeflowConfigError(
+            f"{option} {path!r}: a package for local-run reads and writes on this machine; give a local path "
+            "(or compile without --for-local-run for a cluster)"
+        )
+    return os.path.abspath(path)
+
+
 def quantity_value(value: str, option: str) -> Decimal:
     """A resource request such as "500m", "2", "8Gi" as a number, parsed by the Kubernetes client library.
 
@@ -150,6 +161,8 @@ class KubeflowSettings:
     `data_root` becomes the package's `data_root` run parameter (its default);
     `pipeline_root` its default pipeline root, where every artifact, the
     Evaluator's slices and the pushed models (`<root>/serving_model/...`) go.
+    Both are object storage that cluster pods reach, or, with `local_run`
+    (a package for `kubeflow local-run`), local paths.
     """
 
     image: str
@@ -160,14 +173,14 @@ class KubeflowSettings:
     gpu_node_selector: dict[str, str] = dataclasses.field(default_factory=dict)
     # Every Beam-based component's Beam arguments (kubeflow/beam_runners.py).
     beam_pipeline_args: tuple[str, ...] = configs.IN_PROCESS_BEAM_ARGS
+    local_run: bool = False  # a package for `kubeflow local-run`: local roots, this checkout's schemas
 
     def __post_init__(self) -> None:
         check_image_reference(self.image)
-        object.__setattr__(
-            self, "pipeline_root", check_cluster_uri(self.pipeline_root, "--pipeline-root")
-        )
+        check_location = check_local_path if self.local_run else check_cluster_uri
+        object.__setattr__(self, "pipeline_root", check_location(self.pipeline_root, "--pipeline-root"))
         if self.data_root is not None:
-            object.__setattr__(self, "data_root", check_cluster_uri(self.data_root, "--data-dir"))
+            object.__setattr__(self, "data_root", check_location(self.data_root, "--data-dir"))
         for option, resources in (
             ("--cpu/--memory", self.component_resources),
             ("--trainer-cpu/--trainer-memory", self.trainer_resources),
@@ -183,6 +196,8 @@ class KubeflowSettings:
     def storage_warnings(self) -> list[str]:
         """Why a root may compile fine and still fail inside the executors."""
         warnings = []
+        if self.local_run:
+            return warnings
         for option, uri in (("--pipeline-root", self.pipeline_root), ("--data-dir", self.data_root)):
             scheme = (uri or "").partition("://")[0]
             if uri and scheme not in TENSORFLOW_NATIVE_SCHEMES:

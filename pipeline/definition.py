@@ -7,6 +7,7 @@ Follows the TFX template layout: this module only wires components; runners
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from tfx import v1 as tfx
@@ -15,6 +16,8 @@ from components.anomaly_gate import STATISTICS_OPTIONS, AnomalyGate
 from components.atomic_pusher import AtomicPusher
 from components.cifar_example_gen.component import CifarExampleGen
 from components.idx_example_gen.component import IdxExampleGen
+from components.parameterized_evaluator import ParameterizedEvaluator
+from components.parameterized_trainer import ParameterizedTrainer
 from components.serving_gate import ServingGate
 from pipeline import datasets, eval_config
 from pipeline.configs import INFRA_VALIDATOR, RunConfig
@@ -27,6 +30,11 @@ RUN_FN = "trainer_module.run_fn.run_fn"
 TF_SERVING_TAG = "2.20.0"
 INFRA_VALIDATION_EXAMPLES = 256  # test examples InfraValidator turns into requests
 
+
+# The RunConfig fields a runner may replace with values known only at run time
+# (`create_pipeline(run_parameters=...)`): each reaches one component as an
+# execution property of its own, which a TFX RuntimeParameter can stand for.
+RUN_PARAMETER_FIELDS = ("data_dir", "epochs", "batch_size", "model", "accuracy_threshold")
 
 # Source format (pipeline.datasets) -> the ExampleGen that reads it.
 EXAMPLE_GENS = {datasets.IDX_FORMAT: IdxExampleGen, datasets.CIFAR_FORMAT: CifarExampleGen}
@@ -73,12 +81,10 @@ def serving_validator(config: RunConfig, model: Any, examples: Any, evaluation: 
 
 
 def training_custom_config(config: RunConfig) -> dict[str, Any]:
-    """What `trainer_module.run_fn.TrainingConfig.from_custom_config` reads."""
+    """What `trainer_module.run_fn.TrainingConfig.from_custom_config` reads, but for the model, the
+    epochs and the batch size: ParameterizedTrainer adds those from its own parameters."""
     spec = datasets.get_dataset(config.dataset)
     return {
-        "model": config.model,
-        "epochs": config.epochs,
-        "batch_size": config.batch_size,
         "image_shape": list(spec.image_shape),
         "class_names": list(spec.class_names),
         # The dataset's augmentation policy, unless the user chose otherwise.
@@ -95,7 +101,7 @@ def create_pipeline(
     *,
     beam_pipeline_args: tuple[str, ...],
     data_stages_only: bool = False,
-    input_base: Any = None,
+    run_parameters: Mapping[str, Any] | None = None,
     schema_root: str = datasets.SCHEMA_ROOT,
     compare_with_blessed: bool = True,
 ) -> tfx.dsl.Pipeline:
@@ -109,9 +115,10 @@ def create_pipeline(
 
     * `data_stages_only` stops after Transform (ExampleGen ... Transform), for
       benchmarks that measure the data stages at scale without training.
-    * `input_base`: where ExampleGen reads, instead of `config.data_dir`; e.g. a
-      RuntimeParameter, so a compiled Kubeflow package takes the data location
-      as a run parameter.
+    * `run_parameters`: values for some of the RUN_PARAMETER_FIELDS of `config`
+      that stand in for them, e.g. TFX RuntimeParameters, so that a compiled
+      Kubeflow package takes the data location, the epochs, the batch size,
+      the model and the accuracy threshold as run parameters.
     * `schema_root`: the folder of curated schemas as the executors will see it
       (a path inside the container image on a cluster).
     * `compare_with_blessed=False` drops the latest-blessed-model Resolver and
@@ -130,10 +137,14 @@ def create_pipeline(
             beam_pipeline_args=list(beam_pipeline_args),
         )
 
+    unknown = sorted(set(run_parameters or {}) - set(RUN_PARAMETER_FIELDS))
+    if unknown:
+        raise ValueError(f"run_parameters: {unknown} cannot be run parameters; only {RUN_PARAMETER_FIELDS}")
+    value = {field: getattr(config, field) for field in RUN_PARAMETER_FIELDS} | dict(run_parameters or {})
     spec = datasets.get_dataset(config.dataset)
 
     example_gen = EXAMPLE_GENS[spec.source_format](
-        input_base=config.data_dir if input_base is None else input_base,
+        input_base=value["data_dir"],
         image_shape=spec.image_shape,
         class_names=spec.class_names,
         train_eval_weights=config.train_eval_weights,
@@ -179,7 +190,7 @@ def create_pipeline(
     if data_stages_only:
         return assemble(data_stages)
 
-    trainer = tfx.components.Trainer(
+    trainer = ParameterizedTrainer(
         run_fn=RUN_FN,
         examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
@@ -187,6 +198,9 @@ def create_pipeline(
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config=training_custom_config(config),
+        epochs=value["epochs"],
+        batch_size=value["batch_size"],
+        model_name=value["model"],
     )
 
     baseline_nodes: list[Any] = []
@@ -200,7 +214,7 @@ def create_pipeline(
         baseline_nodes.append(model_resolver)
         baseline_inputs["baseline_model"] = model_resolver.outputs["model"]
 
-    evaluator = tfx.components.Evaluator(
+    evaluator = ParameterizedEvaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         eval_config=eval_config.make_eval_config(
@@ -208,6 +222,7 @@ def create_pipeline(
             config.change_threshold if compare_with_blessed else None,
             num_classes=len(spec.class_names),
         ),
+        accuracy_threshold=value["accuracy_threshold"],
         example_splits=[eval_config.EVALUATION_SPLIT],
         module_path=eval_config.EVALUATOR_MODULE,
         **baseline_inputs,

@@ -74,6 +74,14 @@ root:
         defaultValue: gs://bucket/data/fashion_mnist
         isOptional: true
         parameterType: STRING
+      epochs:
+        defaultValue: 10
+        isOptional: true
+        parameterType: NUMBER_INTEGER
+      accuracy_threshold:
+        defaultValue: 0.8
+        isOptional: true
+        parameterType: NUMBER_DOUBLE
 schemaVersion: 2.1.0
 sdkVersion: tfx-1.21.0
 """
@@ -319,6 +327,58 @@ def test_data_dir_becomes_the_data_root_parameter(
     (create_run,) = kfp_server.requests_to("POST", f"{API}/runs")
     runtime_config = create_run.json().get("runtime_config") or {}
     assert (runtime_config.get("parameters") or None) == parameters
+
+
+def test_params_become_typed_run_parameters(
+    capsys: pytest.CaptureFixture[str], kfp_server: KfpApiServer, package_path: Path
+) -> None:
+    code, out, err = submit(
+        capsys, kfp_server, package_path, "--param", "epochs=3", "--param", "accuracy_threshold=0.9",
+        "--data-dir", "gs://x/other",
+    )  # fmt: skip
+    assert code == 0, err
+    (create_run,) = kfp_server.requests_to("POST", f"{API}/runs")
+    parameters = create_run.json()["runtime_config"]["parameters"]
+    assert parameters == {"epochs": 3, "accuracy_threshold": 0.9, "data_root": "gs://x/other"}
+
+
+@pytest.mark.parametrize(
+    "param, fragments",
+    [
+        ("learning_rate=0.1", ["no run parameter 'learning_rate'", "accuracy_threshold, data_root, epochs"]),
+        ("epochs=three", ["--param epochs=three", "must be an integer"]),
+        ("epochs=0", ["must be an integer from 1 to"]),
+        ("accuracy_threshold=1.5", ["must be between 0 and 1"]),
+        ("epochs", ["expected NAME=VALUE"]),
+        ("data_root=/local/data", ["a local path"]),
+    ],
+    ids=["unknown", "not-an-int", "out-of-range", "not-a-fraction", "no-value", "local-data-root"],
+)
+def test_a_bad_param_is_one_line_before_anything_is_sent(
+    capsys: pytest.CaptureFixture[str], kfp_server: KfpApiServer, package_path: Path, param: str, fragments: list[str]
+) -> None:
+    code, _, err = submit(capsys, kfp_server, package_path, "--param", param)
+    assert code == 1
+    one_error_line(err, *fragments)
+    assert kfp_server.requests == []
+
+
+def test_a_param_given_twice_is_refused(capsys: pytest.CaptureFixture[str], kfp_server: KfpApiServer, package_path: Path) -> None:
+    code, _, err = submit(capsys, kfp_server, package_path, "--param", "epochs=2", "--param", "epochs=3")
+    assert code == 1
+    one_error_line(err, "--param epochs: given twice")
+    assert kfp_server.requests == []
+
+
+def test_a_package_for_local_run_is_not_submitted(
+    capsys: pytest.CaptureFixture[str], kfp_server: KfpApiServer, tmp_path: Path
+) -> None:
+    local_package = tmp_path / "local.yaml"
+    local_package.write_text(PACKAGE_YAML.replace("gs://bucket/root", str(tmp_path / "root")), encoding="utf-8")
+    code, _, err = submit(capsys, kfp_server, local_package)
+    assert code == 1
+    one_error_line(err, "compiled --for-local-run", "kubeflow local-run")
+    assert kfp_server.requests == []
 
 
 def test_run_does_not_import_tensorflow(kfp_server: KfpApiServer, package_path: Path, tmp_path: Path) -> None:

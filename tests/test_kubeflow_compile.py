@@ -167,15 +167,31 @@ def test_trainer_is_placed_on_gpu_nodes(compiled: dict[str, Any]) -> None:
     assert set(compiled["platform"].platforms) == {"kubernetes"}
 
 
-def test_data_location_is_a_run_parameter_with_a_default(compiled: dict[str, Any]) -> None:
+# Run parameter -> (its type in the package, the default compiled from the options above, the task and
+# the execution property it feeds).
+EXPECTED_RUN_PARAMETERS = {
+    "data_root": ("STRING", DATA_DIR, "FileBasedExampleGen", "input_base"),
+    "epochs": ("NUMBER_INTEGER", 7, "Trainer", "epochs"),
+    "batch_size": ("NUMBER_INTEGER", configs.DEFAULT_BATCH_SIZE, "Trainer", "batch_size"),
+    "model": ("STRING", datasets.FASHION_MNIST.default_model, "Trainer", "model_name"),
+    "accuracy_threshold": ("NUMBER_DOUBLE", configs.DEFAULT_ACCURACY_THRESHOLD, "Evaluator", "accuracy_threshold"),
+}
+
+
+def test_data_location_training_settings_and_threshold_are_run_parameters(compiled: dict[str, Any]) -> None:
     spec = compiled["spec"]
     parameters = spec.root.input_definitions.parameters
-    assert set(parameters) == {runner.DATA_ROOT_PARAMETER}
-    data_root = parameters[runner.DATA_ROOT_PARAMETER]
-    assert data_root.parameter_type == pipeline_spec_pb2.ParameterType.STRING
-    assert data_root.is_optional and data_root.default_value.string_value == DATA_DIR
-    example_gen = spec.root.dag.tasks["FileBasedExampleGen"]
-    assert example_gen.inputs.parameters["input_base"].component_input_parameter == runner.DATA_ROOT_PARAMETER
+    assert set(parameters) == set(EXPECTED_RUN_PARAMETERS)
+    for name, (type_name, default, task, exec_property) in EXPECTED_RUN_PARAMETERS.items():
+        parameter = parameters[name]
+        assert pipeline_spec_pb2.ParameterType.ParameterTypeEnum.Name(parameter.parameter_type) == type_name
+        assert parameter.is_optional
+        assert json_format.MessageToDict(parameter.default_value) == default, name
+        task_input = spec.root.dag.tasks[task].inputs.parameters[exec_property]
+        assert task_input.component_input_parameter == name, (name, task)
+    # The three training settings are the Trainer's own properties, not baked into its custom_config.
+    custom_config = json.loads(_constant(spec.root.dag.tasks["Trainer"], "custom_config"))
+    assert not {"epochs", "batch_size", "model"} & set(custom_config)
 
 
 def _constant(task: pipeline_spec_pb2.PipelineTaskSpec, name: str) -> Any:
@@ -192,7 +208,6 @@ def test_paths_baked_into_the_package_exist_on_the_cluster(compiled: dict[str, A
     assert os.path.isfile(os.path.join(os.path.dirname(datasets.SCHEMA_ROOT), relative))
     push_destination = _constant(tasks["Pusher"], "push_destination")
     assert f"{PIPELINE_ROOT}/serving_model/visionpipe-fashion-mnist" in push_destination
-    assert '"epochs": 7' in _constant(tasks["Trainer"], "custom_config")
 
 
 def test_the_serving_gate_stands_between_evaluator_and_pusher(compiled: dict[str, Any], tmp_path: Any) -> None:
@@ -288,7 +303,10 @@ def test_tfx_cli_compiles_the_kubeflow_pipeline_for_vertex(tmp_path: Any) -> Non
         job = json.load(handle)
     spec = json_format.ParseDict(job["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
     assert "Trainer" in spec.root.dag.tasks and RESOLVER_ID not in str(list(spec.root.dag.tasks))
-    assert '"epochs": 3' in _constant(spec.root.dag.tasks["Trainer"], "custom_config")
+    assert spec.root.dag.tasks["Trainer"].inputs.parameters["epochs"].component_input_parameter == "epochs"
+    # Every run parameter has its default in the PipelineJob, so none is mandatory at submission.
+    assert set(job["runtimeConfig"]["parameterValues"]) == set(EXPECTED_RUN_PARAMETERS)
+    assert job["runtimeConfig"]["parameterValues"]["epochs"] == 3
     assert job["runtimeConfig"]["gcsOutputDirectory"].startswith(PIPELINE_ROOT)
 
 
