@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 
 # kubeflow.client and kubeflow.settings import nothing heavy at their top;
@@ -353,6 +354,9 @@ def _local_run(args: argparse.Namespace) -> int:
     parameters = _run_parameter_values(args, spec)
     if DATA_ROOT_PARAMETER in parameters:
         parameters[DATA_ROOT_PARAMETER] = check_local_path(parameters[DATA_ROOT_PARAMETER], f"--param {DATA_ROOT_PARAMETER}")
+    data_root = parameters.get(DATA_ROOT_PARAMETER) or run_parameters.package_default(spec, DATA_ROOT_PARAMETER)
+    if data_root and "://" not in data_root and not os.path.isdir(data_root):
+        raise KubeflowConfigError(f"{DATA_ROOT_PARAMETER} {data_root}: no such folder (set it with --data-dir)")
     shown = ", ".join(f"{name}={value}" for name, value in parameters.items()) or "the package's defaults"
     print(f"visionpipe: running {args.package} ({spec.pipeline_info.name}, {len(spec.root.dag.tasks)} tasks) "
           f"with kfp.local's SubprocessRunner; parameters: {shown}", flush=True)

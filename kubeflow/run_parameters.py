@@ -102,3 +102,13 @@ def package_parameter_types(spec: Any) -> dict[str, str]:
         name: type_names.Name(definition.parameter_type)
         for name, definition in spec.root.input_definitions.parameters.items()
     }
+
+
+def package_default(spec: Any, name: str) -> Any:
+    """The package's default for run parameter `name`, or None."""
+    from google.protobuf import json_format
+
+    definition = spec.root.input_definitions.parameters.get(name)
+    if definition is None or not definition.HasField("default_value"):
+        return None
+    return json_format.MessageToDict(definition.default_value)

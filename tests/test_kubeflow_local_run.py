@@ -122,6 +122,17 @@ def test_local_run_refuses_a_package_compiled_for_a_cluster(tmp_path: Path, caps
     one_error_line(capsys.readouterr().err, "--param epochs=zero", "must be an integer")
 
 
+def test_a_missing_data_folder_is_one_line_before_any_task(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.test_kubeflow_client import PACKAGE_YAML
+
+    local_package = tmp_path / "local.yaml"
+    local_package.write_text(PACKAGE_YAML.replace("gs://bucket/root", str(tmp_path / "root")), encoding="utf-8")
+    missing = tmp_path / "no-data"
+    assert cli.main(["kubeflow", "local-run", "--package", str(local_package), "--data-dir", str(missing)]) == 1
+    one_error_line(capsys.readouterr().err, f"data_root {missing}: no such folder")
+    assert not (tmp_path / "root").exists()
+
+
 def test_a_missing_package_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["kubeflow", "local-run", "--package", str(tmp_path / "none.yaml")]) == 1
     one_error_line(capsys.readouterr().err, "none.yaml: cannot read the package")
