@@ -38,11 +38,16 @@ def _learning_rate_schedule(
 
 
 def last_step_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
-    """The learning rate the optimizer's most recent step ran with (its first step's before any)."""
+    """The learning rate the optimizer's most recent step ran with (its first step's before any).
+
+    Read through ``convert_to_numpy``: under a tf.distribute strategy the
+    optimizer's variables are MirroredVariables, which ``int()`` and
+    ``float()`` refuse.
+    """
     schedule = _learning_rate_schedule(optimizer)
     if schedule is None:
-        return float(optimizer.learning_rate)
-    last_step = max(int(optimizer.iterations) - 1, 0)
+        return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    last_step = max(int(keras.ops.convert_to_numpy(optimizer.iterations)) - 1, 0)
     return float(keras.ops.convert_to_numpy(schedule(last_step)))
 
 

@@ -4,28 +4,36 @@ Reads the raw examples through the TFT transform graph, builds the selected mode
 it with Keras `fit` (one pass over the train split per epoch, validation on the
 eval split), logs to TensorBoard in the Trainer's model_run directory, and
 exports the serving SavedModel with the TFT transform inside.
+
+With a TF_CONFIG cluster every worker runs this same function
+(``trainer_module.distribution``): each trains on its own shard of the train
+split, and only the chief writes into the Trainer's directories
+(``trainer_module.worker_outputs``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
-import math
 import posixpath
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
-from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx_bsl.public import tfxio
 
-from trainer_module import accelerator, callbacks, distribution, features, models, serving
+from trainer_module import accelerator, callbacks, distribution, features, models, serving, worker_outputs
 from trainer_module.hparams import ModelHParams, default_hparams
 from trainer_module.training_summary import TRAINING_SUMMARY_FILE, training_summary
+
+if TYPE_CHECKING:  # a type only: importing it loads all of tfx.components (TFMA, Beam, a Kubernetes
+    # client), 20 s of every worker's start on 2 cores, which the Trainer has loaded anyway
+    from tfx.components.trainer.fn_args_utils import FnArgs
 
 SHUFFLE_BUFFER = 10_000
 BACKUP_FOLDER = "backup"  # beside the Trainer's output folders; see backup_dir
@@ -83,15 +91,13 @@ def count_examples(
     )
 
 
-def make_dataset(
+def transformed_examples(
     file_pattern: list[str],
     data_accessor: Any,
     tf_transform_output: tft.TFTransformOutput,
-    batch_size: int,
-    shuffle: bool,
     example_count: int | None = None,
 ) -> tf.data.Dataset:
-    """(standardized image batch, label batch) pairs from RAW examples, one epoch per pass.
+    """(standardized image, label) pairs from RAW examples, unbatched, one epoch per pass.
 
     The Transform component does not materialize transformed examples (a
     standardized float image is ~10x larger than its PNG, so writing and
@@ -123,6 +129,19 @@ def make_dataset(
     )
     if example_count is not None:
         examples = examples.apply(tf.data.experimental.assert_cardinality(example_count))
+    return examples
+
+
+def make_dataset(
+    file_pattern: list[str],
+    data_accessor: Any,
+    tf_transform_output: tft.TFTransformOutput,
+    batch_size: int,
+    shuffle: bool,
+    example_count: int | None = None,
+) -> tf.data.Dataset:
+    """(standardized image batch, label batch) pairs from RAW examples (``transformed_examples``), one epoch per pass."""
+    examples = transformed_examples(file_pattern, data_accessor, tf_transform_output, example_count)
     if shuffle:
         examples = examples.shuffle(SHUFFLE_BUFFER, reshuffle_each_iteration=True)
     return examples.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -170,11 +189,12 @@ def fit_verbosity() -> int:
 
 
 def run_fn(fn_args: FnArgs) -> None:
-    """Trains the configured model and exports the serving SavedModel."""
+    """Trains the configured model and exports the serving SavedModel (the chief's, across workers)."""
     config = TrainingConfig.from_custom_config(fn_args.custom_config)
     device = accelerator.configure_accelerator()
-    strategy = distribution.training_strategy()
+    strategy = distribution.training_strategy()  # before any other TensorFlow op: see training_strategy
     batch_size = distribution.global_batch_size(config.batch_size, strategy)
+    workers = distribution.worker_count(strategy)
     logging.info(
         "Training %s for %d epochs on %s (%s, global batch %d)",
         config.model, config.epochs, device, distribution.describe(strategy), batch_size,
@@ -182,17 +202,35 @@ def run_fn(fn_args: FnArgs) -> None:
 
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     train_count = count_examples(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
-    steps_per_epoch = math.ceil(train_count / batch_size)
+    steps_per_epoch = distribution.steps_per_epoch(train_count, batch_size, workers)
     logging.info("%d training examples, %d steps per epoch", train_count, steps_per_epoch)
-    train_dataset = make_dataset(
-        fn_args.train_files,
-        fn_args.data_accessor,
-        tf_transform_output,
-        batch_size,
-        shuffle=True,
-        example_count=train_count,
-    )
-    eval_dataset = make_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, batch_size, False)
+    if workers == 1:
+        train_dataset = make_dataset(
+            fn_args.train_files,
+            fn_args.data_accessor,
+            tf_transform_output,
+            batch_size,
+            shuffle=True,
+            example_count=train_count,
+        )
+        eval_dataset = make_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, batch_size, False)
+        fit_steps = None  # the dataset's own length
+    else:  # each worker builds its own input (trainer_module.distribution)
+        train_examples = transformed_examples(fn_args.train_files, fn_args.data_accessor, tf_transform_output, train_count)
+        eval_examples = transformed_examples(fn_args.eval_files, fn_args.data_accessor, tf_transform_output)
+        train_dataset = strategy.distribute_datasets_from_function(
+            functools.partial(
+                distribution.worker_batches,
+                train_examples,
+                global_batch=batch_size,
+                steps=steps_per_epoch,
+                shuffle_buffer=SHUFFLE_BUFFER,
+            )
+        )
+        eval_dataset = strategy.distribute_datasets_from_function(
+            functools.partial(distribution.evaluation_batches, eval_examples, global_batch=batch_size)
+        )
+        fit_steps = steps_per_epoch  # the training batches are endless
 
     with strategy.scope():  # the model's and the optimizer's variables are mirrored on every replica
         model = models.build_model(
@@ -203,28 +241,34 @@ def run_fn(fn_args: FnArgs) -> None:
             steps_per_epoch=steps_per_epoch,
             epochs=config.epochs,
         )
-    fit_started = time.monotonic()
-    history = model.fit(
-        train_dataset,
-        validation_data=eval_dataset,
-        epochs=config.epochs,
-        callbacks=callbacks.training_callbacks(fn_args.model_run_dir, config.hparams, backup_dir(fn_args)),
-        verbose=fit_verbosity(),
-    )
-    resumed_after = config.epochs - len(history.epoch)  # epochs restored from the backup, not trained now
-    if resumed_after:
-        logging.info("Resumed from the backup of epoch %d; trained epochs %d-%d", resumed_after, resumed_after + 1, config.epochs)
-    summary = training_summary(
-        model=config.model,
-        device=device,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        fit_seconds=time.monotonic() - fit_started,
-        history=history.history,
-        resumed_after_epoch=resumed_after,
-    )
-    write_training_summary(fn_args.model_run_dir, summary)
+    chief_backup_dir = backup_dir(fn_args)
+    with worker_outputs.worker_dirs(
+        strategy, fn_args.model_run_dir, fn_args.serving_model_dir, chief_backup_dir
+    ) as (model_run_dir, serving_model_dir, own_backup_dir):
+        worker_outputs.seed_backup(chief_backup_dir, own_backup_dir)
+        fit_started = time.monotonic()
+        history = model.fit(
+            train_dataset,
+            validation_data=eval_dataset,
+            epochs=config.epochs,
+            steps_per_epoch=fit_steps,
+            callbacks=callbacks.training_callbacks(model_run_dir, config.hparams, own_backup_dir),
+            verbose=fit_verbosity(),
+        )
+        resumed_after = config.epochs - len(history.epoch)  # epochs restored from the backup, not trained now
+        if resumed_after:
+            logging.info("Resumed from the backup of epoch %d; trained epochs %d-%d", resumed_after, resumed_after + 1, config.epochs)
+        summary = training_summary(
+            model=config.model,
+            device=device,
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            fit_seconds=time.monotonic() - fit_started,
+            history=history.history,
+            resumed_after_epoch=resumed_after,
+        )
+        write_training_summary(model_run_dir, summary)
 
-    serving.export_serving_model(
-        model, tf_transform_output, config.class_names, config.image_shape, fn_args.serving_model_dir
-    )
+        serving.export_serving_model(
+            model, tf_transform_output, config.class_names, config.image_shape, serving_model_dir
+        )
