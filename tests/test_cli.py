@@ -189,7 +189,7 @@ def _help(capsys, *argv: str) -> str:
 def test_help_lists_the_built_in_and_the_plugged_in_commands(capsys):
     usage = _help(capsys).splitlines()[1]  # "  {run,slices,...,kubeflow} ..."
     assert set(usage.strip().split()[0].strip("{}").split(",")) == {*BUILT_IN_COMMANDS, "kubeflow"}
-    assert "{compile,run,status}" in _help(capsys, "kubeflow")
+    assert "{compile,run,local-run,status}" in _help(capsys, "kubeflow")
 
 
 def test_kubeflow_is_a_plugin_found_through_its_entry_point():
