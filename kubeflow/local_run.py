@@ -42,7 +42,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 KFP_VERSION = "2.16.1"  # the kfp of uv.lock, whose kfp.local internals the adapter replaces
@@ -88,8 +88,8 @@ def _tfx_task_handler_class() -> type:
     return TfxSubprocessTaskHandler
 
 
-def _typed_artifact(runtime_artifact: Any) -> Any:
-    """A dsl.Artifact for an ExecutorOutput artifact, keeping its TFX type (limitation 2).
+def _typed_artifact_builder(stock_builder: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """kfp.local's RuntimeArtifact -> dsl.Artifact builder, keeping the TFX type (limitation 2).
 
     TFX declares its types by an instance schema (`title: tfx.Examples`),
     which kfp.local drops; its title, as the schema title, is what TFX's
@@ -97,20 +97,16 @@ def _typed_artifact(runtime_artifact: Any) -> Any:
     """
     import yaml
 
-    artifact = _stock_runtime_artifact_to_dsl(runtime_artifact)
-    artifact_type = runtime_artifact.type
-    title = artifact_type.schema_title or yaml.safe_load(artifact_type.instance_schema or "{}").get("title")
-    if title and artifact.schema_title != title:
-        artifact.schema_title = title
-        artifact.schema_version = artifact_type.schema_version or artifact.schema_version
-    return artifact
+    def typed_artifact(runtime_artifact: Any) -> Any:
+        artifact = stock_builder(runtime_artifact)
+        artifact_type = runtime_artifact.type
+        title = artifact_type.schema_title or yaml.safe_load(artifact_type.instance_schema or "{}").get("title")
+        if title and artifact.schema_title != title:
+            artifact.schema_title = title
+            artifact.schema_version = artifact_type.schema_version or artifact.schema_version
+        return artifact
 
-
-def _stock_runtime_artifact_to_dsl(runtime_artifact: Any) -> Any:
-    from kfp.dsl import executor
-    from google.protobuf import json_format
-
-    return executor.create_artifact_instance(json_format.MessageToDict(runtime_artifact))
+    return typed_artifact
 
 
 def _task_resource_name(component_name: str) -> str:
@@ -127,7 +123,11 @@ def tfx_tasks_allowed() -> Iterator[None]:
     check_kfp_version(kfp.__version__)
     replacements = [
         (subprocess_task_handler, "SubprocessTaskHandler", _tfx_task_handler_class()),
-        (executor_output_utils, "runtime_artifact_to_dsl_artifact", _typed_artifact),
+        (
+            executor_output_utils,
+            "runtime_artifact_to_dsl_artifact",
+            _typed_artifact_builder(executor_output_utils.runtime_artifact_to_dsl_artifact),
+        ),
         (executor_input_utils, "get_local_task_resource_name", _task_resource_name),
     ]
     stock = [(module, name, getattr(module, name)) for module, name, _ in replacements]

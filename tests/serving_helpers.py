@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
+from typing import Any
 from collections.abc import Sequence
 
 import apache_beam as beam
@@ -172,3 +174,24 @@ def saved_model_cli_run(model_dir: str, signature: str, input_key: str, values: 
         for name in os.listdir(out_dir)
         if name.endswith(".npy") and name != f"{input_key}.npy"
     }
+
+
+def predict_fresh_digits(model_dir: str, folder: Path, capsys: Any) -> tuple[list[int], list[int], list[str]]:
+    """`visionpipe predict` on ten fresh synthetic digits (every class once) written as PNGs into `folder`.
+
+    Returns the predicted classes, the true labels and predict's lines for them.
+    """
+    from pipeline.cli import main as cli
+    from tests.conftest import synthetic_digits
+
+    images, labels = synthetic_digits(10, seed=8)
+    paths = []
+    for index, image in enumerate(images):
+        path = folder / f"digit{index}.png"
+        path.write_bytes(encode_png(image))
+        paths.append(str(path))
+    capsys.readouterr()
+    assert cli.main(["predict", "--model-dir", model_dir, *paths]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith(str(folder))]
+    predicted = [int(line.split("(class ")[1].split(",")[0]) for line in lines]
+    return predicted, [int(label) for label in labels], lines

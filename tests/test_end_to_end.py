@@ -17,9 +17,8 @@ import sys
 
 import pytest
 
-from components.example_gen.image_examples import encode_png
 from pipeline.cli import main as cli
-from tests.conftest import synthetic_digits, write_idx_dataset
+from tests.conftest import write_idx_dataset
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAINING_ARGS = ["--model", "tutorial_cnn", "--epochs", "2", "--batch-size", "32"]
@@ -140,17 +139,10 @@ def test_serve_check_passes_the_pushed_model(first_run, capsys):
 
 
 def test_pushed_model_classifies_a_png_through_the_image_signature(first_run, tmp_path, capsys):
+    from tests import serving_helpers
+
     *_, output_dir = first_run
-    images, labels = synthetic_digits(10, seed=8)  # every class once, fresh samples
-    paths = []
-    for index, image in enumerate(images):
-        path = tmp_path / f"digit{index}.png"
-        path.write_bytes(encode_png(image))
-        paths.append(str(path))
-    capsys.readouterr()
-    assert cli.main(["predict", "--model-dir", output_dir, *paths]) == 0
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith(str(tmp_path))]
-    predicted = [int(line.split("(class ")[1].split(",")[0]) for line in lines]
+    predicted, labels, lines = serving_helpers.predict_fresh_digits(output_dir, tmp_path, capsys)
     correct = sum(int(p == l) for p, l in zip(predicted, labels))
     assert len(predicted) == 10 and correct >= 7, lines
 

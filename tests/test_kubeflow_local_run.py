@@ -21,8 +21,8 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from kubeflow import local_run
 from pipeline import configs, local_runner
 from pipeline.cli import main as cli
-from tests.conftest import synthetic_digits, write_idx_dataset
-from tests.serving_helpers import encode_png
+from tests import serving_helpers
+from tests.conftest import write_idx_dataset
 from tests.test_kubeflow_client import one_error_line
 
 TFX_EXAMPLES_SCHEMA = "title: tfx.Examples\ntype: object\n"
@@ -182,14 +182,5 @@ def test_the_run_parameters_reached_the_trainer_and_the_evaluator(local_run_resu
 
 
 def test_the_pushed_model_classifies_pngs(local_run_result: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    images, labels = synthetic_digits(10, seed=8)
-    paths = []
-    for index, image in enumerate(images):
-        path = tmp_path / f"digit{index}.png"
-        path.write_bytes(encode_png(image))
-        paths.append(str(path))
-    capsys.readouterr()
-    assert cli.main(["predict", "--model-dir", str(local_run_result["root"] / "pipeline"), *paths]) == 0
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith(str(tmp_path))]
-    predicted = [int(line.split("(class ")[1].split(",")[0]) for line in lines]
+    predicted, labels, lines = serving_helpers.predict_fresh_digits(str(local_run_result["root"] / "pipeline"), tmp_path, capsys)
     assert len(predicted) == 10 and sum(int(p == l) for p, l in zip(predicted, labels)) >= 7, lines
