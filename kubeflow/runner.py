@@ -53,16 +53,24 @@ from kubeflow.settings import (  # noqa: E402
     KubeflowSettings,
 )
 from pipeline import datasets, definition  # noqa: E402
-from pipeline.configs import INFRA_VALIDATOR, SERVING_GATE, RunConfig  # noqa: E402
+from pipeline.configs import DEFAULT_EPOCHS, INFRA_VALIDATOR, SERVING_GATE, RunConfig  # noqa: E402
 
 TRAINER_ID = "Trainer"
 CONTAINER_SCHEMA_ROOT = f"{CONTAINER_PROJECT_ROOT}/schema"
 
 
 def cluster_config(config: RunConfig, settings: KubeflowSettings) -> RunConfig:
-    """`config` with its locations on the cluster: data and outputs under the roots."""
+    """`config` with its locations on the cluster: data and outputs under the roots.
+
+    And with a number of epochs: a time budget counts from the run's start,
+    which a Trainer pod is not told, so a package's `epochs` run parameter
+    defaults to `configs.DEFAULT_EPOCHS` unless --epochs was given.
+    """
     return dataclasses.replace(
-        config, data_dir=settings.data_root_for(config.dataset), output_dir=settings.pipeline_root
+        config,
+        data_dir=settings.data_root_for(config.dataset),
+        output_dir=settings.pipeline_root,
+        epochs=config.epochs if config.epochs is not None else DEFAULT_EPOCHS,
     )
 
 

@@ -15,7 +15,7 @@ from pipeline import datasets
 
 from trainer_module import normalization_names
 
-DEFAULT_EPOCHS = 10
+DEFAULT_EPOCHS = 10  # where no time budget can be kept (a Kubeflow package's run parameter)
 DEFAULT_BATCH_SIZE = 128
 # Upper bounds the CLI accepts: far past any sensible run, but small enough that
 # a typo is a usage error at once rather than an overflow inside the Trainer.
@@ -65,6 +65,32 @@ def local_beam_args(workers: int) -> tuple[str, ...]:
 DEFAULT_CHANGE_THRESHOLD = 0.0
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainingProfile:
+    """A named time budget for a whole run: the Trainer trains the epochs that fit it.
+
+    ``max_epochs`` caps the count for small data (the embedded sample would
+    otherwise train for the whole budget); see ``trainer_module.time_budget``.
+    """
+
+    name: str
+    budget_minutes: float
+    max_epochs: int
+    purpose: str
+
+
+FAST_PROFILE = TrainingProfile("fast", budget_minutes=3.0, max_epochs=8, purpose="a first model in minutes")
+STANDARD_PROFILE = TrainingProfile("standard", budget_minutes=15.0, max_epochs=30, purpose="the default recipe")
+LONG_PROFILE = TrainingProfile("long", budget_minutes=60.0, max_epochs=120, purpose="the last tenths of a percent")
+PROFILES: dict[str, TrainingProfile] = {profile.name: profile for profile in (FAST_PROFILE, STANDARD_PROFILE, LONG_PROFILE)}
+DEFAULT_PROFILE = STANDARD_PROFILE.name
+MAX_BUDGET_MINUTES = 7 * 24 * 60.0
+# What the Trainer keeps back of a budget for the stages after training: the
+# export, the Evaluator, the serving check and the Pusher. Measured on the full
+# Fashion-MNIST on 2 cores (README, "Time budgets").
+AFTER_TRAINING_RESERVE_SECONDS = 30.0
+
+
 def pipeline_name_for(dataset: str) -> str:
     """One pipeline (and ML Metadata context, and pipeline-root folder) per dataset."""
     return f"visionpipe-{dataset.replace('_', '-')}"
@@ -104,7 +130,11 @@ class RunConfig:
     # None: the dataset's default model (deep_cnn for MNIST-format data, the
     # residual network for CIFAR-10); resolved in __post_init__.
     model: str | None = None
-    epochs: int = DEFAULT_EPOCHS
+    # None: the Trainer trains the epochs that fit the time budget (the
+    # profile's, or budget_minutes); a number pins the epochs, budget or not.
+    epochs: int | None = None
+    profile: str = DEFAULT_PROFILE
+    budget_minutes: float | None = None  # None: the profile's budget
     batch_size: int = DEFAULT_BATCH_SIZE
     accuracy_threshold: float = DEFAULT_ACCURACY_THRESHOLD
     change_threshold: float = DEFAULT_CHANGE_THRESHOLD
@@ -137,8 +167,28 @@ class RunConfig:
             )
         if not 1 <= self.beam_workers <= MAX_BEAM_WORKERS:
             raise ConfigError(f"beam_workers must be from 1 to {MAX_BEAM_WORKERS}, got {self.beam_workers}")
+        if self.profile not in PROFILES:
+            raise ConfigError(f"profile must be one of {tuple(PROFILES)}, got {self.profile!r}")
+        if self.budget_minutes is not None and not 0 < self.budget_minutes <= MAX_BUDGET_MINUTES:
+            raise ConfigError(f"budget_minutes must be > 0 and at most {MAX_BUDGET_MINUTES:g}, got {self.budget_minutes}")
+        if self.epochs is not None and not 1 <= self.epochs <= MAX_EPOCHS:
+            raise ConfigError(f"epochs must be from 1 to {MAX_EPOCHS}, got {self.epochs}")
         if self.serving_check not in SERVING_CHECKS:
             raise ConfigError(f"serving_check must be one of {SERVING_CHECKS}, got {self.serving_check!r}")
+
+    @property
+    def time_budget_minutes(self) -> float | None:
+        """The run's time budget, or None when the epochs are pinned (``epochs``)."""
+        if self.epochs is not None:
+            return None
+        return self.budget_minutes if self.budget_minutes is not None else PROFILES[self.profile].budget_minutes
+
+    def describe_epochs(self) -> str:
+        """For the run's first line: '12 epochs' or 'epochs that fit 15 min (profile standard)'."""
+        if self.epochs is not None:
+            return f"{self.epochs} epochs"
+        source = f"profile {self.profile}" if self.budget_minutes is None else "--budget-minutes"
+        return f"the epochs that fit {self.time_budget_minutes:g} min ({source})"
 
     def hparam_overrides(self) -> dict[str, float | bool]:
         """The hyperparameters set explicitly, for the Trainer's custom config."""

@@ -19,8 +19,9 @@ from components.idx_example_gen.component import IdxExampleGen
 from components.parameterized_evaluator import ParameterizedEvaluator
 from components.parameterized_trainer import ParameterizedTrainer
 from components.serving_gate import ServingGate
-from pipeline import datasets, eval_config
+from pipeline import configs, datasets, eval_config
 from pipeline.configs import INFRA_VALIDATOR, RunConfig
+from trainer_module import time_budget
 from trainer_module.signatures import CLASSIFY_SIGNATURE, EXAMPLE_SIGNATURE
 
 PREPROCESSING_FN = "trainer_module.preprocessing.preprocessing_fn"
@@ -84,7 +85,7 @@ def training_custom_config(config: RunConfig) -> dict[str, Any]:
     """What `trainer_module.run_fn.TrainingConfig.from_custom_config` reads, but for the model, the
     epochs and the batch size: ParameterizedTrainer adds those from its own parameters."""
     spec = datasets.get_dataset(config.dataset)
-    return {
+    custom_config: dict[str, Any] = {
         "image_shape": list(spec.image_shape),
         "class_names": list(spec.class_names),
         # The dataset's augmentation policy, unless the user chose otherwise.
@@ -93,6 +94,14 @@ def training_custom_config(config: RunConfig) -> dict[str, Any]:
             **config.hparam_overrides(),
         },
     }
+    budget_minutes = config.time_budget_minutes
+    if budget_minutes is not None:  # epochs 0: the Trainer plans them (trainer_module.time_budget)
+        custom_config[time_budget.TIME_BUDGET_KEY] = time_budget.TimeBudget(
+            seconds=budget_minutes * 60.0,
+            reserve_seconds=configs.AFTER_TRAINING_RESERVE_SECONDS,
+            max_epochs=configs.PROFILES[config.profile].max_epochs,
+        ).to_json()
+    return custom_config
 
 
 def create_pipeline(
@@ -141,6 +150,8 @@ def create_pipeline(
     if unknown:
         raise ValueError(f"run_parameters: {unknown} cannot be run parameters; only {RUN_PARAMETER_FIELDS}")
     value = {field: getattr(config, field) for field in RUN_PARAMETER_FIELDS} | dict(run_parameters or {})
+    if value["epochs"] is None:
+        value["epochs"] = 0  # the Trainer's "as many as fit the time budget"
     spec = datasets.get_dataset(config.dataset)
 
     example_gen = EXAMPLE_GENS[spec.source_format](

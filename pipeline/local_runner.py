@@ -38,6 +38,8 @@ ENVIRONMENT_SETTINGS = {
     "VISIONPIPE_OUTPUT_DIR": ("output_dir", str),
     "VISIONPIPE_MODEL": ("model", str),
     "VISIONPIPE_EPOCHS": ("epochs", int),
+    "VISIONPIPE_PROFILE": ("profile", str),
+    "VISIONPIPE_BUDGET_MINUTES": ("budget_minutes", float),
     "VISIONPIPE_BATCH_SIZE": ("batch_size", int),
     "VISIONPIPE_ACCURACY_THRESHOLD": ("accuracy_threshold", float),
     "VISIONPIPE_SERVING_CHECK": ("serving_check", str),

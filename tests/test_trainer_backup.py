@@ -110,12 +110,14 @@ def test_the_backup_is_found_by_a_new_execution_of_the_same_training_only():
         }
         return SimpleNamespace(**{**values, **changes})
 
-    first = run_fn.backup_dir(fn_args(7))
+    first = run_fn.backup_dir(fn_args(7), epochs=10)
     assert first.startswith("/root/Trainer/backup/")
-    assert run_fn.backup_dir(fn_args(8)) == first  # the restarted Trainer: same training, new execution
-    assert run_fn.backup_dir(fn_args(8, custom_config={"model": "deep_cnn", "epochs": 20})) != first
-    assert run_fn.backup_dir(fn_args(8, transform_output="/root/Transform/transform_graph/6")) != first
-    bucket = run_fn.backup_dir(fn_args(8, model_run_dir="gs://bucket/root/Trainer/model_run/8"))
+    assert run_fn.backup_dir(fn_args(8), epochs=10) == first  # the restarted Trainer: same training, new execution
+    assert run_fn.backup_dir(fn_args(8, custom_config={"model": "deep_cnn", "epochs": 20}), epochs=10) != first
+    assert run_fn.backup_dir(fn_args(8, transform_output="/root/Transform/transform_graph/6"), epochs=10) != first
+    # A time budget that plans other epochs on the restart: another schedule, so no resume.
+    assert run_fn.backup_dir(fn_args(8), epochs=11) != first
+    bucket = run_fn.backup_dir(fn_args(8, model_run_dir="gs://bucket/root/Trainer/model_run/8"), epochs=10)
     assert bucket.startswith("gs://bucket/root/Trainer/backup/")
 
 

@@ -70,3 +70,86 @@ def test_a_wrong_count_fails_instead_of_training_on_a_shifted_schedule(accessor:
 
     with pytest.raises(tf.errors.FailedPreconditionError):
         list(dataset)
+
+
+def _budgeted_config(budget_seconds: float) -> run_fn.TrainingConfig:
+    from trainer_module.time_budget import TimeBudget
+
+    return run_fn.TrainingConfig(
+        model="lenet5",
+        epochs=0,
+        batch_size=BATCH,
+        image_shape=IMAGE_SHAPE,
+        class_names=tuple(str(digit) for digit in range(10)),
+        hparams=ModelHParams(),
+        time_budget=TimeBudget(seconds=budget_seconds, reserve_seconds=0.0, max_epochs=7),
+    )
+
+
+@pytest.mark.parametrize(
+    ("budget_seconds", "epochs", "capped", "over_budget"),
+    [(3600.0, 7, True, False), (0.001, 1, False, True)],
+    ids=["an hour: capped", "a millisecond: one epoch"],
+)
+def test_a_time_budget_plans_epochs_from_steps_measured_on_this_machine(
+    accessor: _DataAccessor, budget_seconds: float, epochs: int, capped: bool, over_budget: bool
+) -> None:
+    import time
+
+    train = run_fn.make_dataset(["train"], accessor, _transform_output(), BATCH, True, example_count=EXAMPLES)
+    evaluation = run_fn.make_dataset(["eval"], accessor, _transform_output(), BATCH, False)
+
+    plan, times = run_fn.plan_budgeted_epochs(
+        _budgeted_config(budget_seconds), tf.distribute.get_strategy(), train, evaluation, 3, time.time()
+    )
+
+    assert (plan.epochs, plan.capped, plan.over_budget) == (epochs, capped, over_budget)
+    # 3 train steps and 3 validation batches (10 examples in batches of 4) per epoch.
+    assert plan.seconds_per_epoch == pytest.approx(3 * times.train_step_seconds + 3 * times.eval_step_seconds)
+
+
+def test_epochs_zero_without_a_time_budget_is_refused() -> None:
+    with pytest.raises(ValueError, match="time budget"):
+        run_fn.TrainingConfig(
+            model="lenet5", epochs=0, batch_size=BATCH, image_shape=IMAGE_SHAPE, class_names=("a", "b"), hparams=ModelHParams()
+        )
+
+
+def _fake_epoch_clock(epoch_seconds: float):
+    """A clock for BudgetKeeper: each epoch begins where the last ended and lasts `epoch_seconds`."""
+    ticks = iter(value for epoch in range(1000) for value in (epoch * epoch_seconds, (epoch + 1) * epoch_seconds))
+    return lambda: next(ticks)
+
+
+@pytest.mark.parametrize(
+    ("budget_seconds", "first_plan", "trained", "replans"),
+    [
+        (75.0, 5, 7, [{"after_epoch": 1, "from": 5, "to": 7, "epoch_seconds": 10.0}]),
+        (45.0, 9, 4, [{"after_epoch": 1, "from": 9, "to": 4, "epoch_seconds": 10.0}]),
+        (1000.0, 3, 8, [{"after_epoch": 1, "from": 3, "to": 8, "epoch_seconds": 10.0}]),  # capped at max_epochs 8
+    ],
+    ids=["slower plan than the machine: lengthened", "faster plan than the machine: shortened", "capped"],
+)
+def test_the_budget_keeper_replans_and_the_one_cycle_still_ends_at_zero(
+    accessor: _DataAccessor, budget_seconds: float, first_plan: int, trained: int, replans: list
+) -> None:
+    from trainer_module.budget_keeper import BudgetKeeper
+    from trainer_module.time_budget import TimeBudget
+
+    dataset = run_fn.make_dataset(["train"], accessor, _transform_output(), BATCH, True, example_count=EXAMPLES)
+    steps_per_epoch = -(-EXAMPLES // BATCH)
+    hparams = ModelHParams(learning_rate=0.01, lr_schedule=ONE_CYCLE, lr_warmup_fraction=0.0)
+    model = build_model("lenet5", IMAGE_SHAPE, 10, hparams, steps_per_epoch=steps_per_epoch, epochs=first_plan)
+    budget = TimeBudget(seconds=budget_seconds, reserve_seconds=0.0, max_epochs=8)
+    keeper = BudgetKeeper(
+        budget, started_at=0.0, steps_per_epoch=steps_per_epoch, planned_epochs=first_plan, clock=_fake_epoch_clock(10.0)
+    )
+
+    history = model.fit(dataset, epochs=budget.max_epochs, verbose=0, callbacks=[keeper])
+
+    assert len(history.epoch) == trained
+    assert keeper.replans == replans
+    schedule = callbacks.learning_rate_schedule(model.optimizer)
+    assert schedule.total_steps == trained * steps_per_epoch
+    # The step after the last one trained is the end of the cycle: rate 0.
+    assert float(schedule(int(model.optimizer.iterations))) == pytest.approx(0.0, abs=1e-9)

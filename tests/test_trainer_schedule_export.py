@@ -19,7 +19,7 @@ import tensorflow_transform as tft
 from components.example_gen.image_examples import encode_png, make_example
 from tests import serving_helpers
 from trainer_module import callbacks, serving, signatures
-from trainer_module.hparams import COSINE, default_hparams
+from trainer_module.hparams import COSINE, EXPONENTIAL, default_hparams
 from trainer_module.models import build_model
 
 IMAGE_SHAPE = (28, 28, 1)
@@ -37,7 +37,7 @@ def transform_output(tmp_path_factory):
 
 @pytest.mark.parametrize(
     ("name", "lr_schedule"),
-    [("deep_cnn", None), ("resnet9", None), ("lenet5", COSINE)],  # the defaults: exponential, one_cycle
+    [("deep_cnn", EXPONENTIAL), ("deep_cnn", None), ("lenet5", COSINE)],  # deep_cnn's default: one_cycle
     ids=["exponential", "one_cycle", "cosine"],
 )
 def test_scheduled_model_exports_and_runs_in_a_tf1_session(

@@ -23,7 +23,7 @@ from absl import logging
 from trainer_module.hparams import ModelHParams
 
 
-def _learning_rate_schedule(
+def learning_rate_schedule(
     optimizer: keras.optimizers.Optimizer,
 ) -> keras.optimizers.schedules.LearningRateSchedule | None:
     """The schedule the optimizer was built with, or None for a constant rate.
@@ -44,7 +44,7 @@ def last_step_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
     optimizer's variables are MirroredVariables, which ``int()`` and
     ``float()`` refuse.
     """
-    schedule = _learning_rate_schedule(optimizer)
+    schedule = learning_rate_schedule(optimizer)
     if schedule is None:
         return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
     last_step = max(int(keras.ops.convert_to_numpy(optimizer.iterations)) - 1, 0)
@@ -97,7 +97,7 @@ class _RequireLearningRateSchedule(keras.callbacks.Callback):
         self.lr_schedule = lr_schedule
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        if _learning_rate_schedule(self.model.optimizer) is None:
+        if learning_rate_schedule(self.model.optimizer) is None:
             raise ValueError(
                 f"The {self.lr_schedule!r} learning-rate schedule is built into the optimizer "
                 "from the number of steps, and this model has none: build it with "

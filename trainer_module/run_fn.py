@@ -22,13 +22,16 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+import keras
 import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
 from tfx_bsl.public import tfxio
 
-from trainer_module import accelerator, callbacks, distribution, features, models, serving, worker_outputs
+from trainer_module import accelerator, calibration, callbacks, distribution, features, models, serving, worker_outputs
+from trainer_module.budget_keeper import BudgetKeeper
 from trainer_module.hparams import ModelHParams, default_hparams
+from trainer_module.time_budget import TIME_BUDGET_KEY, EpochPlan, TimeBudget, plan_epochs, run_started_at
 from trainer_module.training_summary import TRAINING_SUMMARY_FILE, training_summary
 
 if TYPE_CHECKING:  # a type only: importing it loads all of tfx.components (TFMA, Beam, a Kubernetes
@@ -42,7 +45,11 @@ TRANSFORM_BATCH_SIZE = 512  # examples per transform-graph call
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
-    """What the pipeline passes in `Trainer(custom_config=...)`."""
+    """What the pipeline passes in `Trainer(custom_config=...)`.
+
+    ``epochs`` 0 with a ``time_budget``: the Trainer picks the epoch count
+    that fits the budget (``plan_budgeted_epochs``).
+    """
 
     model: str
     epochs: int
@@ -50,6 +57,11 @@ class TrainingConfig:
     image_shape: tuple[int, int, int]
     class_names: tuple[str, ...]
     hparams: ModelHParams
+    time_budget: TimeBudget | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or (self.epochs == 0 and self.time_budget is None):
+            raise ValueError(f"epochs must be >= 1, or 0 with a time budget; got {self.epochs}")
 
     @classmethod
     def from_custom_config(cls, config: dict[str, Any]) -> "TrainingConfig":
@@ -65,6 +77,7 @@ class TrainingConfig:
                 default_hparams(str(config["model"])),
                 **{key: value for key, value in config.get("hparams", {}).items() if key in hparam_names},
             ),
+            time_budget=TimeBudget.from_json(config[TIME_BUDGET_KEY]) if config.get(TIME_BUDGET_KEY) else None,
         )
 
 
@@ -155,16 +168,18 @@ def write_training_summary(model_run_dir: str, summary: dict[str, Any]) -> None:
         handle.write(json.dumps(summary, indent=2))
 
 
-def backup_dir(fn_args: FnArgs) -> str:
+def backup_dir(fn_args: FnArgs, epochs: int | str) -> str:
     """Where Keras' BackupAndRestore keeps the last finished epoch of this training.
 
     A Trainer that is restarted (a pre-empted pod, a killed local run run
     again) is a new TFX execution with a new model_run directory, so the
     backup cannot live there. It lives beside the Trainer's outputs, under
     `<pipeline root>/Trainer/backup/<key>`, keyed by what defines the
-    training: its input files, its transform graph and its settings. A
-    restart of the same training finds its backup; any other training (new
-    data, another model or epoch count) starts fresh. Keras deletes the backup
+    training: its input files, its transform graph, its settings and its
+    length (``epochs``: the epoch count, or for a time budget the run's start:
+    a budget's epochs are re-planned as it trains, so only that run can use
+    its backup). A restart of the same training finds its backup; any other
+    training (new data, another model or epoch count) starts fresh. Keras deletes the backup
     when `fit` completes. posixpath, not os.path: on a cluster the pipeline
     root is a bucket URI.
     """
@@ -173,6 +188,7 @@ def backup_dir(fn_args: FnArgs) -> str:
         "eval_files": sorted(fn_args.eval_files),
         "transform_output": fn_args.transform_output,
         "custom_config": fn_args.custom_config,
+        "epochs": epochs,
     }
     key = hashlib.sha256(json.dumps(training, sort_keys=True).encode("utf-8")).hexdigest()[:16]
     trainer_root = posixpath.dirname(posixpath.dirname(fn_args.model_run_dir.rstrip("/")))
@@ -188,16 +204,69 @@ def fit_verbosity() -> int:
     return 1 if sys.stdout.isatty() else 2
 
 
+def plan_budgeted_epochs(
+    config: TrainingConfig,
+    strategy: tf.distribute.Strategy,
+    train_dataset: tf.data.Dataset,
+    eval_dataset: tf.data.Dataset,
+    steps_per_epoch: int,
+    budget_started_at: float,
+) -> tuple[EpochPlan, calibration.StepTimes]:
+    """The epochs that fit ``config.time_budget``, from step times measured here and now.
+
+    First one pass over both splits: it fills their in-memory caches (decoding
+    and transforming every example, a cost the first epoch would otherwise
+    carry and the plan would not see) and counts the validation batches. Then
+    a throwaway copy of the model times its train and validation steps.
+    The budget counts from ``budget_started_at`` (``time_budget.run_started_at``).
+    """
+    assert config.time_budget is not None
+    eval_steps = sum(1 for _ in eval_dataset)
+    for _ in train_dataset:
+        pass
+
+    def throwaway_model() -> keras.Model:
+        with strategy.scope():
+            return models.build_model(
+                config.model,
+                config.image_shape,
+                len(config.class_names),
+                distribution.scaled_hparams(config.hparams, strategy),
+            )
+
+    times = calibration.measure_step_times(
+        throwaway_model, distribution.global_batch_size(config.batch_size, strategy), config.image_shape, len(config.class_names)
+    )
+    now = time.time()
+    plan = plan_epochs(
+        config.time_budget,
+        started_at=budget_started_at,
+        now=now,
+        train_steps_per_epoch=steps_per_epoch,
+        eval_steps_per_epoch=eval_steps,
+        train_step_seconds=times.train_step_seconds,
+        eval_step_seconds=times.eval_step_seconds,
+    )
+    return plan, times
+
+
 def run_fn(fn_args: FnArgs) -> None:
     """Trains the configured model and exports the serving SavedModel (the chief's, across workers)."""
+    started_at = time.time()
     config = TrainingConfig.from_custom_config(fn_args.custom_config)
     device = accelerator.configure_accelerator()
     strategy = distribution.training_strategy()  # before any other TensorFlow op: see training_strategy
     batch_size = distribution.global_batch_size(config.batch_size, strategy)
     workers = distribution.worker_count(strategy)
+    if config.time_budget is not None and workers > 1:
+        raise ValueError("a time budget needs a single worker (every worker must train the same epochs); pass epochs")
     logging.info(
-        "Training %s for %d epochs on %s (%s, global batch %d)",
-        config.model, config.epochs, device, distribution.describe(strategy), batch_size,
+        "Training %s for %s on %s (%s, global batch %d)",
+        config.model,
+        f"{config.epochs} epochs" if config.epochs else "the epochs that fit the time budget",
+        device,
+        distribution.describe(strategy),
+        batch_size,
     )
 
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
@@ -232,6 +301,26 @@ def run_fn(fn_args: FnArgs) -> None:
         )
         fit_steps = steps_per_epoch  # the training batches are endless
 
+    # A time budget: plan the epochs now, re-plan them after every epoch (BudgetKeeper).
+    epochs, fit_epochs, budget_record, keeper = config.epochs, config.epochs, None, None
+    if config.time_budget is not None and not epochs:
+        budget_started_at = run_started_at(started_at)
+        plan, step_times = plan_budgeted_epochs(
+            config, strategy, train_dataset, eval_dataset, steps_per_epoch, budget_started_at
+        )
+        logging.info("%s (train step %.3f s, validation step %.3f s, measured in %.1f s)", plan.describe(),
+                     step_times.train_step_seconds, step_times.eval_step_seconds, step_times.seconds_spent)
+        epochs, fit_epochs = plan.epochs, config.time_budget.max_epochs  # the keeper stops fit
+        keeper = BudgetKeeper(
+            config.time_budget, started_at=budget_started_at, steps_per_epoch=steps_per_epoch, planned_epochs=plan.epochs
+        )
+        budget_record = {
+            **plan.to_json(),
+            "train_step_seconds": round(step_times.train_step_seconds, 4),
+            "eval_step_seconds": round(step_times.eval_step_seconds, 4),
+            "calibration_seconds": round(step_times.seconds_spent, 2),
+        }
+
     with strategy.scope():  # the model's and the optimizer's variables are mirrored on every replica
         model = models.build_model(
             config.model,
@@ -239,9 +328,10 @@ def run_fn(fn_args: FnArgs) -> None:
             len(config.class_names),
             distribution.scaled_hparams(config.hparams, strategy),
             steps_per_epoch=steps_per_epoch,
-            epochs=config.epochs,
+            epochs=epochs,
         )
-    chief_backup_dir = backup_dir(fn_args)
+    # A budgeted training is its run's own: a new run re-plans, so it never resumes another's backup.
+    chief_backup_dir = backup_dir(fn_args, epochs if keeper is None else f"time budget from {budget_started_at!r}")
     with worker_outputs.worker_dirs(
         strategy, fn_args.model_run_dir, fn_args.serving_model_dir, chief_backup_dir
     ) as (model_run_dir, serving_model_dir, own_backup_dir):
@@ -250,22 +340,29 @@ def run_fn(fn_args: FnArgs) -> None:
         history = model.fit(
             train_dataset,
             validation_data=eval_dataset,
-            epochs=config.epochs,
+            epochs=fit_epochs,
             steps_per_epoch=fit_steps,
-            callbacks=callbacks.training_callbacks(model_run_dir, config.hparams, own_backup_dir),
+            callbacks=[
+                *callbacks.training_callbacks(model_run_dir, config.hparams, own_backup_dir),
+                *([keeper] if keeper else []),
+            ],
             verbose=fit_verbosity(),
         )
-        resumed_after = config.epochs - len(history.epoch)  # epochs restored from the backup, not trained now
+        if keeper is not None:
+            epochs = len(history.epoch)
+            budget_record.update(trained_epochs=epochs, replans=keeper.replans, epoch_seconds=[round(s, 2) for s in keeper.epoch_seconds])
+        resumed_after = epochs - len(history.epoch)  # epochs restored from the backup, not trained now
         if resumed_after:
-            logging.info("Resumed from the backup of epoch %d; trained epochs %d-%d", resumed_after, resumed_after + 1, config.epochs)
+            logging.info("Resumed from the backup of epoch %d; trained epochs %d-%d", resumed_after, resumed_after + 1, epochs)
         summary = training_summary(
             model=config.model,
             device=device,
-            epochs=config.epochs,
+            epochs=epochs,
             batch_size=config.batch_size,
             fit_seconds=time.monotonic() - fit_started,
             history=history.history,
             resumed_after_epoch=resumed_after,
+            time_budget=budget_record,
         )
         write_training_summary(model_run_dir, summary)
 

@@ -45,22 +45,41 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
     """
 
     def __init__(self, peak_learning_rate: float, total_steps: int, warmup_steps: int) -> None:
-        if total_steps < 1 or not 0 <= warmup_steps <= total_steps:
-            raise ValueError(
-                f"need 0 <= warmup_steps <= total_steps and total_steps >= 1, "
-                f"got warmup_steps={warmup_steps}, total_steps={total_steps}"
-            )
+        _check_steps(total_steps, warmup_steps)
         self.peak_learning_rate = peak_learning_rate
-        self.total_steps = total_steps
-        self.warmup_steps = warmup_steps
+        # Variables, not constants baked into the traced train step: a time
+        # budget re-plans the run's length while it trains (``retarget``).
+        self._total_steps = keras.Variable(float(total_steps), trainable=False, name="one_cycle_total_steps")
+        self._warmup_steps = keras.Variable(float(warmup_steps), trainable=False, name="one_cycle_warmup_steps")
+
+    @property
+    def total_steps(self) -> int:
+        return round(float(keras.ops.convert_to_numpy(self._total_steps)))
+
+    @property
+    def warmup_steps(self) -> int:
+        return round(float(keras.ops.convert_to_numpy(self._warmup_steps)))
+
+    def retarget(self, total_steps: int) -> None:
+        """Makes the cycle end at ``total_steps`` instead: the rate follows the new end from the next step on.
+
+        For a time budget whose epoch count is re-planned during training
+        (``callbacks.BudgetKeeper``): the decay then still reaches 0 at the
+        last step actually trained. The warm-up keeps its length (a re-plan
+        after it must not send the rate back up the ramp) unless the new run
+        is shorter than it.
+        """
+        warmup_steps = min(self.warmup_steps, total_steps)
+        _check_steps(total_steps, warmup_steps)
+        self._total_steps.assign(float(total_steps))
+        self._warmup_steps.assign(float(warmup_steps))
 
     def __call__(self, step: Any) -> Any:
         step = keras.ops.cast(step, "float32")
-        warmup = float(self.warmup_steps)
-        rising = step / max(warmup, 1.0)
-        falling = 1.0 - keras.ops.clip(
-            (step - warmup) / max(self.total_steps - self.warmup_steps, 1), 0.0, 1.0
-        )
+        warmup = keras.ops.convert_to_tensor(self._warmup_steps)
+        total = keras.ops.convert_to_tensor(self._total_steps)
+        rising = step / keras.ops.maximum(warmup, 1.0)
+        falling = 1.0 - keras.ops.clip((step - warmup) / keras.ops.maximum(total - warmup, 1.0), 0.0, 1.0)
         return self.peak_learning_rate * keras.ops.where(step < warmup, rising, falling)
 
     def get_config(self) -> dict[str, Any]:
@@ -69,6 +88,14 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
             "total_steps": self.total_steps,
             "warmup_steps": self.warmup_steps,
         }
+
+
+def _check_steps(total_steps: int, warmup_steps: int) -> None:
+    if total_steps < 1 or not 0 <= warmup_steps <= total_steps:
+        raise ValueError(
+            f"need 0 <= warmup_steps <= total_steps and total_steps >= 1, "
+            f"got warmup_steps={warmup_steps}, total_steps={total_steps}"
+        )
 
 
 def learning_rate(

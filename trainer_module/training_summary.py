@@ -24,6 +24,7 @@ def training_summary(
     fit_seconds: float,
     history: Mapping[str, Sequence[float]],
     resumed_after_epoch: int = 0,
+    time_budget: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """How long ``model.fit`` took and the metrics of its last epoch, as a JSON-ready dict.
 
@@ -31,6 +32,8 @@ def training_summary(
     apart from the pipeline's own overhead. ``resumed_after_epoch``: how many
     epochs a restarted Trainer restored from its backup instead of training
     them (0: it trained them all), so ``fit_seconds`` is read right.
+    ``time_budget``: how the epoch count was planned when the run had a time
+    budget (``trainer_module.time_budget``), None when the epochs were given.
     """
     return {
         "model": model,
@@ -39,5 +42,6 @@ def training_summary(
         "batch_size": batch_size,
         "fit_seconds": round(fit_seconds, 2),
         "resumed_after_epoch": resumed_after_epoch,
+        "time_budget": dict(time_budget) if time_budget is not None else None,
         "final_metrics": {name: float(values[-1]) for name, values in history.items() if values},
     }

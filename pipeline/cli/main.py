@@ -21,7 +21,11 @@ import contextlib
 import dataclasses
 import importlib.metadata
 import sys
+import time
 from collections.abc import Sequence
+
+# When this command started, before its imports: a run's time budget counts from here.
+COMMAND_STARTED_AT = time.time()
 
 from pipeline import configs, datasets, eval_config
 from pipeline.cli import options, preflight
@@ -59,6 +63,7 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         default=configs.DEFAULT_OUTPUT_DIR,
         help="artifacts, ML Metadata, pushed models, logs and run_summary.json",
     )
+    options.add_budget_options(run)
     options.add_training_options(run)
     run.add_argument(
         "--beam-workers",
@@ -256,7 +261,7 @@ def _run(args: argparse.Namespace) -> int:
                 preflight.preflight(config)  # before the 17 s import of TFX: bad input fails in a second
                 from pipeline.cli import run_command
 
-                return run_command.run(config, log_path, verbose=args.verbose)
+                return run_command.run(config, log_path, verbose=args.verbose, started_at=COMMAND_STARTED_AT)
     except (OSError, ValueError, output_lock.OutputDirBusyError) as error:
         return errors.fail(str(error))
 

@@ -118,6 +118,34 @@ def fraction(text: str) -> float:
     return value
 
 
+def epochs_default_text(parser: argparse.ArgumentParser) -> str:
+    """What --epochs defaults to in this command's help: a budget for `run`, a number elsewhere."""
+    if parser.get_default("profile") is not None:
+        return "as many as fit the time budget, see --profile"
+    return str(configs.DEFAULT_EPOCHS)
+
+
+def add_budget_options(parser: argparse.ArgumentParser) -> None:
+    """The run's time budget, which picks the epochs: for `run` (call before add_training_options)."""
+    profiles = "; ".join(
+        f"{profile.name}: {profile.budget_minutes:g} min, {profile.purpose}" for profile in configs.PROFILES.values()
+    )
+    parser.add_argument(
+        "--profile",
+        choices=tuple(configs.PROFILES),
+        default=configs.DEFAULT_PROFILE,
+        help=f"a named time budget for the whole run ({profiles}); the Trainer measures its step time "
+        "and trains the epochs that fit",
+    )
+    parser.add_argument(
+        "--budget-minutes",
+        type=positive_float,
+        default=None,
+        metavar="M",
+        help="a time budget of M minutes for the whole run instead of the profile's; --epochs overrides both",
+    )
+
+
 def add_training_options(parser: argparse.ArgumentParser) -> None:
     """What to train and how: shared by `run` and `kubeflow compile`, which build the same pipeline."""
     from trainer_module.model_names import MODEL_NAMES
@@ -142,7 +170,11 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
         "imagenet: the fixed ImageNet RGB mean/std (colour datasets)",
     )
     parser.add_argument(
-        "--epochs", type=bounded_int(configs.MAX_EPOCHS), default=configs.DEFAULT_EPOCHS, help="passes over the train split"
+        "--epochs",
+        type=bounded_int(configs.MAX_EPOCHS),
+        default=None,
+        help="passes over the train split; the learning rate anneals to 0 at the end of the last one "
+        f"(default: {epochs_default_text(parser)})",
     )
     parser.add_argument(
         "--batch-size", type=bounded_int(configs.MAX_BATCH_SIZE), default=configs.DEFAULT_BATCH_SIZE, help="training batch size per device (several GPUs: a step sees this times the GPUs)"
@@ -177,6 +209,8 @@ def training_config(args: argparse.Namespace, *, data_dir: str, output_dir: str)
         model=getattr(args, "model", None),
         normalization=args.normalization,
         epochs=args.epochs,
+        profile=getattr(args, "profile", configs.DEFAULT_PROFILE),
+        budget_minutes=getattr(args, "budget_minutes", None),
         batch_size=args.batch_size,
         accuracy_threshold=args.accuracy_threshold,
         serving_check=args.serving_check,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import os
 import time
 
 from pipeline import datasets, local_runner
 from pipeline.plumbing import atomic_files, errors, run_logging
 from pipeline.inspect import run_results
 from pipeline.configs import RunConfig
+from trainer_module import time_budget
 from pipeline.plumbing.progress import ComponentProgress
 
 EXIT_OK = 0
@@ -24,7 +26,9 @@ def build_summary(
         "dataset": config.dataset,
         "model": config.model,
         "data_dir": config.data_dir,
-        "epochs": config.epochs,
+        # The trained epochs: the pinned ones, or those the Trainer planned for the time budget.
+        "epochs": (outcome.training or {}).get("epochs", config.epochs),
+        "time_budget_minutes": config.time_budget_minutes,
         "batch_size": config.batch_size,
         "beam_workers": config.beam_workers,
         "accuracy_threshold": config.accuracy_threshold,
@@ -46,6 +50,11 @@ def print_summary(summary: dict, summary_path: str) -> None:
     accuracy_text = f"{accuracy:.4f}" if accuracy is not None else "n/a"
     print(f"\nvisionpipe: {summary['dataset']} / {summary['model']} finished in {summary['total_seconds']:.1f} s")
     print(f"  test accuracy : {accuracy_text} (threshold {summary['accuracy_threshold']})")
+    training = summary.get("training") or {}
+    if training.get("epochs"):
+        budget = summary.get("time_budget_minutes")
+        planned = f", planned for the {budget:g} min budget" if budget and training.get("time_budget") else ""
+        print(f"  training      : {training['epochs']} epochs in {training.get('fit_seconds', 0):.0f} s{planned}")
     print(f"  blessed       : {'yes' if summary['blessed'] else 'no'}")
     serving = summary["serving_check"]
     print(f"  serving check : {serving['headline'] if serving else 'did not run'}")
@@ -53,19 +62,22 @@ def print_summary(summary: dict, summary_path: str) -> None:
     print(f"  summary       : {summary_path}", flush=True)
 
 
-def run(config: RunConfig, log_path: str, verbose: bool = False) -> int:
+def run(config: RunConfig, log_path: str, verbose: bool = False, started_at: float | None = None) -> int:
     """Runs the pipeline for `config`; returns the process exit code.
 
     The caller holds the output dir's run lock, has checked the input files
     (`pipeline.cli.preflight`) and created `log_path` (see `pipeline.cli`), so
-    everything here may write to both.
+    everything here may write to both. `started_at` (Unix time, default now)
+    is when the command started: a time budget counts from then, start-up
+    included, because that is the wall time the user waits.
     """
+    os.environ[time_budget.RUN_STARTED_AT_ENV] = repr(time.time() if started_at is None else started_at)
     pipeline = local_runner.build_local_pipeline(config)
     run_id = local_runner.new_run_id()
     progress = ComponentProgress(len(pipeline.components), config.metadata_path, config.pipeline_name, run_id)
     print(
         f"visionpipe: {config.pipeline_name}: {config.dataset} from {config.data_dir}, "
-        f"model {config.model}, {config.epochs} epochs (log: {log_path})",
+        f"model {config.model}, {config.describe_epochs()} (log: {log_path})",
         flush=True,
     )
     started = time.monotonic()
