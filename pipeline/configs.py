@@ -86,9 +86,11 @@ PROFILES: dict[str, TrainingProfile] = {profile.name: profile for profile in (FA
 DEFAULT_PROFILE = STANDARD_PROFILE.name
 MAX_BUDGET_MINUTES = 7 * 24 * 60.0
 # What the Trainer keeps back of a budget for the stages after training: the
-# export, the Evaluator, the serving check and the Pusher. Measured on the full
-# Fashion-MNIST on 2 cores (README, "Time budgets").
-AFTER_TRAINING_RESERVE_SECONDS = 30.0
+# export, the Evaluator, the serving check and the Pusher. Measured on 2 cores
+# (README, "Time budgets"): 30 to 35 s on the embedded sample and on the full
+# Fashion-MNIST alike, most of it the start of TensorFlow in the serving gate's
+# own process and TFMA's Beam pipeline rather than the test images.
+AFTER_TRAINING_RESERVE_SECONDS = 40.0
 
 
 def pipeline_name_for(dataset: str) -> str:
