@@ -86,7 +86,7 @@ def test_the_default_run_has_the_standard_profiles_budget_and_no_pinned_epochs()
 
 def test_a_profile_or_budget_minutes_sets_the_budget_and_epochs_pin_the_count():
     assert run_config("--profile", "fast").time_budget_minutes == 3.0
-    assert definition.training_custom_config(run_config("--profile", "fast"))[TIME_BUDGET_KEY]["max_epochs"] == 8
+    assert definition.training_custom_config(run_config("--profile", "fast"))[TIME_BUDGET_KEY]["max_epochs"] == configs.FAST_PROFILE.max_epochs
     assert run_config("--budget-minutes", "7.5").time_budget_minutes == 7.5
     pinned = run_config("--budget-minutes", "7.5", "--epochs", "4")
     assert (pinned.epochs, pinned.time_budget_minutes) == (4, None)
