@@ -1,0 +1,93 @@
+"""Benchmark: test accuracy of a training recipe on full Fashion-MNIST, in plain Keras, no pipeline.
+
+For trying a lever (schedule, learning rate, label smoothing, ...) at the cost
+of training only: the pipeline's exact train/eval split and standardization,
+the zoo's model with ``ModelHParams`` fields from a JSON object, ``fit`` for
+``--epochs``, then test accuracy with and without averaging each test image's
+prediction with its mirror image's. Appends one JSON line per run to
+``bench/results/recipes.jsonl``.
+
+    uv run python bench/recipe_accuracy.py --epochs 14 \\
+        '{"augmentation": "flip_shift", "lr_schedule": "one_cycle", "learning_rate": 3e-3,
+          "lr_warmup_fraction": 0.15, "label_smoothing": 0.1}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from bench.pipeline_vs_keras import FASHION_MNIST_DIR, load_split  # noqa: E402
+from bench.results_io import RESULTS_DIR  # noqa: E402
+from components.example_gen.example_splits import DEFAULT_TRAIN_EVAL_WEIGHTS, split_bucket  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("hparams", type=json.loads, help='ModelHParams fields, plus "model" (default deep_cnn)')
+    parser.add_argument("--epochs", type=int, required=True)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--data-dir", default=FASHION_MNIST_DIR)
+    args = parser.parse_args()
+
+    from trainer_module import models
+    from trainer_module.hparams import default_hparams
+
+    fields = dict(args.hparams)
+    name = fields.pop("model", "deep_cnn")
+    train_images, train_labels = load_split(args.data_dir, "train")
+    test_images, test_labels = load_split(args.data_dir, "t10k")
+    weights = DEFAULT_TRAIN_EVAL_WEIGHTS
+    buckets = np.array([split_bucket(f"train-{i:06d}".encode(), sum(weights)) for i in range(len(train_labels))])
+    is_train = buckets < weights[0]
+    scaled = train_images[is_train].astype(np.float32) / 255.0
+    mean, std = scaled.mean(), scaled.std()
+
+    def standardize(images: np.ndarray) -> np.ndarray:
+        return ((images.astype(np.float32) / 255.0 - mean) / std)[..., np.newaxis]
+
+    x_train, x_eval, x_test = standardize(train_images[is_train]), standardize(train_images[~is_train]), standardize(test_images)
+    hparams = dataclasses.replace(default_hparams(name), **fields)
+    model = models.build_model(
+        name, (28, 28, 1), 10, hparams, steps_per_epoch=math.ceil(len(x_train) / args.batch_size), epochs=args.epochs
+    )
+    started = time.monotonic()
+    history = model.fit(
+        x_train, train_labels[is_train], validation_data=(x_eval, train_labels[~is_train]),
+        epochs=args.epochs, batch_size=args.batch_size, verbose=2,
+    )
+    fit_seconds = time.monotonic() - started
+    plain = model.predict(x_test, batch_size=512, verbose=0)
+    mirrored = model.predict(x_test[:, :, ::-1], batch_size=512, verbose=0)
+    result = {
+        "model": name,
+        "hparams": args.hparams,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "train_examples": int(is_train.sum()),
+        "fit_seconds": round(fit_seconds, 1),
+        "images_per_second": round(int(is_train.sum()) * args.epochs / fit_seconds),
+        "test_accuracy": float((plain.argmax(1) == test_labels).mean()),
+        "test_accuracy_mirror_averaged": float(((plain + mirrored).argmax(1) == test_labels).mean()),
+        "val_accuracy": [round(value, 4) for value in history.history["val_accuracy"]],
+    }
+    print(json.dumps(result))
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    with open(os.path.join(RESULTS_DIR, "recipes.jsonl"), "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
