@@ -110,3 +110,12 @@ def test_calibration_times_real_train_and_validation_steps():
 
     assert times.train_step_seconds > 0 and times.eval_step_seconds > 0
     assert times.seconds_spent >= 2 * calibration.TARGET_SECONDS * 0.5
+
+
+def test_the_run_start_is_in_the_environment_only_during_the_run(monkeypatch):
+    from pipeline.cli.run_command import run_start_in_environment
+
+    monkeypatch.delenv(RUN_STARTED_AT_ENV, raising=False)
+    with run_start_in_environment(1234.5):
+        assert run_started_at(2000.0) == 1234.5
+    assert run_started_at(2000.0) == 2000.0  # gone again: a later run counts from its own start

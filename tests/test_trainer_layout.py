@@ -66,6 +66,7 @@ def test_training_summary_keeps_the_last_epoch_of_each_metric() -> None:
         "batch_size": 128,
         "fit_seconds": 12.35,
         "resumed_after_epoch": 1,
+        "time_budget": None,  # the epochs were given, not planned for a budget
         "final_metrics": {"loss": 0.5, "learning_rate": 0.0017},
     }
     assert training_summary.TRAINING_SUMMARY_FILE == "training_summary.json"

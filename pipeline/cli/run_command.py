@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import time
+from collections.abc import Iterator
 
 from pipeline import datasets, local_runner
 from pipeline.plumbing import atomic_files, errors, run_logging
@@ -71,7 +73,29 @@ def run(config: RunConfig, log_path: str, verbose: bool = False, started_at: flo
     is when the command started: a time budget counts from then, start-up
     included, because that is the wall time the user waits.
     """
-    os.environ[time_budget.RUN_STARTED_AT_ENV] = repr(time.time() if started_at is None else started_at)
+    with run_start_in_environment(time.time() if started_at is None else started_at):
+        return _run(config, log_path, verbose)
+
+
+@contextlib.contextmanager
+def run_start_in_environment(started_at: float) -> Iterator[None]:
+    """Tells the in-process Trainer when the run started (its time budget counts from then), for this run only.
+
+    Restored afterwards, so that a later run in the same process that is not
+    started here (the TFX CLI's script path) does not count from this one.
+    """
+    previous = os.environ.get(time_budget.RUN_STARTED_AT_ENV)
+    os.environ[time_budget.RUN_STARTED_AT_ENV] = repr(started_at)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(time_budget.RUN_STARTED_AT_ENV, None)
+        else:
+            os.environ[time_budget.RUN_STARTED_AT_ENV] = previous
+
+
+def _run(config: RunConfig, log_path: str, verbose: bool) -> int:
     pipeline = local_runner.build_local_pipeline(config)
     run_id = local_runner.new_run_id()
     progress = ComponentProgress(len(pipeline.components), config.metadata_path, config.pipeline_name, run_id)
