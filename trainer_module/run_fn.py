@@ -258,7 +258,7 @@ def run_fn(fn_args: FnArgs) -> None:
     strategy = distribution.training_strategy()  # before any other TensorFlow op: see training_strategy
     batch_size = distribution.global_batch_size(config.batch_size, strategy)
     workers = distribution.worker_count(strategy)
-    if config.time_budget is not None and workers > 1:
+    if config.time_budget is not None and not config.epochs and workers > 1:
         raise ValueError("a time budget needs a single worker (every worker must train the same epochs); pass epochs")
     logging.info(
         "Training %s for %s on %s (%s, global batch %d)",
