@@ -39,7 +39,12 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, required=True)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--data-dir", default=FASHION_MNIST_DIR)
+    parser.add_argument("--policy", default="float32", help="Keras dtype policy, e.g. mixed_bfloat16")
     args = parser.parse_args()
+
+    import keras
+
+    keras.mixed_precision.set_global_policy(args.policy)  # before any layer is created
 
     from trainer_module import models
     from trainer_module.hparams import default_hparams
@@ -75,6 +80,7 @@ def main() -> int:
         "hparams": args.hparams,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
+        "policy": args.policy,
         "train_examples": int(is_train.sum()),
         "fit_seconds": round(fit_seconds, 1),
         "images_per_second": round(int(is_train.sum()) * args.epochs / fit_seconds),
