@@ -69,32 +69,31 @@ class BudgetKeeper(keras.callbacks.Callback):
         now = self.clock()
         self.epoch_seconds.append(now - self._epoch_started)
         done = epoch + 1
-        planned = self.replanned_epochs(done, now)
+        per_epoch = statistics.median(self.epoch_seconds[-RECENT_EPOCHS:])
+        left = self.budget.seconds_left(started_at=self.started_at, now=now)
+        planned = self.replanned_epochs(done, per_epoch, left)
         if planned != self.planned_epochs:
-            self._change_plan(done, planned, now)
+            self._change_plan(done, planned, per_epoch, left)
         if done >= self.planned_epochs:
             self.model.stop_training = True
 
-    def replanned_epochs(self, done: int, now: float) -> int:
-        """The total epochs to train, ``done`` of them trained, at time ``now``."""
-        per_epoch = statistics.median(self.epoch_seconds[-RECENT_EPOCHS:])
-        left = self.started_at + self.budget.seconds - self.budget.reserve_seconds - now
+    def replanned_epochs(self, done: int, per_epoch: float, left: float) -> int:
+        """The total epochs to train, ``done`` trained, epochs of ``per_epoch`` s, ``left`` s left for training."""
         more = math.floor(left / per_epoch) if left > 0 else 0
         if done + more > self.planned_epochs:  # lengthen only with time to spare
             more = max(math.floor((left - GROWTH_MARGIN_EPOCHS * per_epoch) / per_epoch), self.planned_epochs - done)
         return max(done, min(done + more, self.budget.max_epochs))
 
-    def _change_plan(self, done: int, planned: int, now: float) -> None:
+    def _change_plan(self, done: int, planned: int, per_epoch: float, left: float) -> None:
         schedule = learning_rate_schedule(self.model.optimizer)
         if isinstance(schedule, OneCycle):
             schedule.retarget(planned * self.steps_per_epoch)
         elif isinstance(schedule, keras.optimizers.schedules.CosineDecay):
             logging.info("time budget: would re-plan to %d epochs, but a cosine schedule cannot move its end", planned)
             return
-        per_epoch = statistics.median(self.epoch_seconds[-RECENT_EPOCHS:])
         logging.info(
             "time budget: re-planned from %d to %d epochs after epoch %d (an epoch takes ~%.1f s, %.0f s of the budget left)",
-            self.planned_epochs, planned, done, per_epoch, self.started_at + self.budget.seconds - now,
+            self.planned_epochs, planned, done, per_epoch, left + self.budget.reserve_seconds,
         )
         self.replans.append({"after_epoch": done, "from": self.planned_epochs, "to": planned, "epoch_seconds": round(per_epoch, 2)})
         self.planned_epochs = planned

@@ -63,6 +63,11 @@ class TrainingConfig:
         if self.epochs < 0 or (self.epochs == 0 and self.time_budget is None):
             raise ValueError(f"epochs must be >= 1, or 0 with a time budget; got {self.epochs}")
 
+    @property
+    def plans_epochs(self) -> bool:
+        """True: the time budget picks the epochs (given epochs win over a budget)."""
+        return self.epochs == 0
+
     @classmethod
     def from_custom_config(cls, config: dict[str, Any]) -> "TrainingConfig":
         hparam_names = {field.name for field in dataclasses.fields(ModelHParams)}
@@ -220,7 +225,7 @@ def plan_budgeted_epochs(
     a throwaway copy of the model times its train and validation steps.
     The budget counts from ``budget_started_at`` (``time_budget.run_started_at``).
     """
-    assert config.time_budget is not None
+    assert config.time_budget is not None and config.plans_epochs
     eval_steps = sum(1 for _ in eval_dataset)
     for _ in train_dataset:
         pass
@@ -258,12 +263,12 @@ def run_fn(fn_args: FnArgs) -> None:
     strategy = distribution.training_strategy()  # before any other TensorFlow op: see training_strategy
     batch_size = distribution.global_batch_size(config.batch_size, strategy)
     workers = distribution.worker_count(strategy)
-    if config.time_budget is not None and not config.epochs and workers > 1:
+    if config.plans_epochs and workers > 1:
         raise ValueError("a time budget needs a single worker (every worker must train the same epochs); pass epochs")
     logging.info(
         "Training %s for %s on %s (%s, global batch %d)",
         config.model,
-        f"{config.epochs} epochs" if config.epochs else "the epochs that fit the time budget",
+        "the epochs that fit the time budget" if config.plans_epochs else f"{config.epochs} epochs",
         device,
         distribution.describe(strategy),
         batch_size,
@@ -303,7 +308,7 @@ def run_fn(fn_args: FnArgs) -> None:
 
     # A time budget: plan the epochs now, re-plan them after every epoch (BudgetKeeper).
     epochs, fit_epochs, budget_record, keeper = config.epochs, config.epochs, None, None
-    if config.time_budget is not None and not epochs:
+    if config.plans_epochs:
         budget_started_at = run_started_at(started_at)
         plan, step_times = plan_budgeted_epochs(
             config, strategy, train_dataset, eval_dataset, steps_per_epoch, budget_started_at

@@ -64,7 +64,7 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         """Makes the cycle end at ``total_steps`` instead: the rate follows the new end from the next step on.
 
         For a time budget whose epoch count is re-planned during training
-        (``callbacks.BudgetKeeper``): the decay then still reaches 0 at the
+        (``budget_keeper.BudgetKeeper``): the decay then still reaches 0 at the
         last step actually trained. The warm-up keeps its length (a re-plan
         after it must not send the rate back up the ramp) unless the new run
         is shorter than it.

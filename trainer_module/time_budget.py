@@ -59,6 +59,10 @@ class TimeBudget:
         if self.max_epochs < 1:
             raise ValueError(f"max_epochs must be >= 1, got {self.max_epochs}")
 
+    def seconds_left(self, *, started_at: float, now: float) -> float:
+        """What is left for training at ``now`` of a budget started at ``started_at``, the reserve kept back."""
+        return started_at + self.seconds - self.reserve_seconds - now
+
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -110,16 +114,16 @@ class EpochPlan:
 
     def describe(self) -> str:
         """One log line: why this many epochs."""
-        head = (
-            f"{self.epochs} epoch(s) of ~{self.seconds_per_epoch:.1f} s fit the "
-            f"{self.seconds_available:.0f} s left of the time budget"
-        )
         if self.over_budget:
             return (
                 f"time budget: one epoch takes ~{self.seconds_per_epoch:.1f} s but only "
                 f"{self.seconds_available:.0f} s are left; training 1 epoch anyway (the run will overrun)"
             )
-        return f"time budget: {head}" + (" (capped at the budget's max_epochs)" if self.capped else "")
+        return (
+            f"time budget: {self.epochs} epoch(s) of ~{self.seconds_per_epoch:.1f} s fit the "
+            f"{self.seconds_available:.0f} s left of the time budget"
+            + (" (capped at the budget's max_epochs)" if self.capped else "")
+        )
 
 
 def plan_epochs(
@@ -138,7 +142,7 @@ def plan_epochs(
             f"step times must be positive, got train {train_step_seconds}, eval {eval_step_seconds}"
         )
     per_epoch = train_steps_per_epoch * train_step_seconds + eval_steps_per_epoch * eval_step_seconds
-    available = started_at + budget.seconds - now - budget.reserve_seconds
+    available = budget.seconds_left(started_at=started_at, now=now)
     fitting = math.floor(available / per_epoch) if available > 0 else 0
     epochs = max(1, min(fitting, budget.max_epochs))
     return EpochPlan(
