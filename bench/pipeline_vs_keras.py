@@ -23,6 +23,7 @@ for like.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import math
@@ -53,6 +54,47 @@ def load_split(data_dir: str, prefix: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels.astype(np.int64)
 
 
+@dataclasses.dataclass(frozen=True)
+class StandardizedSplits:
+    """The pipeline's train/eval/test splits as standardized NumPy images ``[N, 28, 28, 1]`` and labels."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_eval: np.ndarray
+    y_eval: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def standardized_splits(data_dir: str) -> StandardizedSplits:
+    """The tutorial way of preparing the data, replaying the pipeline's exact split and statistics.
+
+    The train/eval split uses the same example ids, hash and weights as
+    ExampleGen; mean and std come from the train split, as the Transform's.
+    """
+    train_images, train_labels = load_split(data_dir, "train")
+    test_images, test_labels = load_split(data_dir, "t10k")
+    weights = DEFAULT_TRAIN_EVAL_WEIGHTS
+    buckets = np.array(
+        [split_bucket(f"train-{i:06d}".encode(), sum(weights)) for i in range(len(train_labels))]
+    )
+    is_train = buckets < weights[0]
+    scaled = train_images[is_train].astype(np.float32) / 255.0
+    mean, std = scaled.mean(), scaled.std()
+
+    def standardize(images: np.ndarray) -> np.ndarray:
+        return ((images.astype(np.float32) / 255.0 - mean) / std)[..., np.newaxis]
+
+    return StandardizedSplits(
+        x_train=standardize(train_images[is_train]),
+        y_train=train_labels[is_train],
+        x_eval=standardize(train_images[~is_train]),
+        y_eval=train_labels[~is_train],
+        x_test=standardize(test_images),
+        y_test=test_labels,
+    )
+
+
 def plain_keras(config: configs.RunConfig, work_dir: str, epochs: int) -> dict:
     """The tutorial-style baseline: NumPy arrays in memory, standardize, fit, evaluate.
 
@@ -69,33 +111,15 @@ def plain_keras(config: configs.RunConfig, work_dir: str, epochs: int) -> dict:
     training = TrainingConfig.from_custom_config(
         {**definition.training_custom_config(config), "model": config.model, "epochs": epochs, "batch_size": config.batch_size}
     )
-    data_dir = config.data_dir
-
     started = time.monotonic()
-    train_images, train_labels = load_split(data_dir, "train")
-    test_images, test_labels = load_split(data_dir, "t10k")
-    # The pipeline's exact train/eval split: same ids, same hash, same weights.
-    weights = DEFAULT_TRAIN_EVAL_WEIGHTS
-    buckets = np.array(
-        [split_bucket(f"train-{i:06d}".encode(), sum(weights)) for i in range(len(train_labels))]
-    )
-    is_train = buckets < weights[0]
-    scaled = train_images[is_train].astype(np.float32) / 255.0
-    mean, std = scaled.mean(), scaled.std()
-
-    def standardize(images: np.ndarray) -> np.ndarray:
-        return ((images.astype(np.float32) / 255.0 - mean) / std)[..., np.newaxis]
-
-    x_train, y_train = standardize(train_images[is_train]), train_labels[is_train]
-    x_eval, y_eval = standardize(train_images[~is_train]), train_labels[~is_train]
-    x_test = standardize(test_images)
+    splits = standardized_splits(config.data_dir)
     accelerator.configure_accelerator()
     model = models.build_model(
         training.model,
         training.image_shape,
         len(training.class_names),
         training.hparams,
-        steps_per_epoch=math.ceil(len(x_train) / training.batch_size),
+        steps_per_epoch=math.ceil(len(splits.x_train) / training.batch_size),
         epochs=training.epochs,
     )
     epoch_seconds: list[float] = []
@@ -106,21 +130,21 @@ def plain_keras(config: configs.RunConfig, work_dir: str, epochs: int) -> dict:
     )
     prepared = time.monotonic()
     model.fit(
-        x_train,
-        y_train,
-        validation_data=(x_eval, y_eval),
+        splits.x_train,
+        splits.y_train,
+        validation_data=(splits.x_eval, splits.y_eval),
         epochs=training.epochs,
         batch_size=training.batch_size,
         callbacks=[*callbacks.training_callbacks(os.path.join(work_dir, "keras_logs"), training.hparams), epoch_timer],
         verbose=2,
     )
     fitted = time.monotonic()
-    _, test_accuracy = model.evaluate(x_test, test_labels, batch_size=512, verbose=0)
+    _, test_accuracy = model.evaluate(splits.x_test, splits.y_test, batch_size=512, verbose=0)
     return {
         "total_seconds": round(time.monotonic() - started, 2),
         "fit_seconds": round(fitted - prepared, 2),
         "epoch_seconds": [round(value, 2) for value in epoch_seconds],
-        "train_examples": int(is_train.sum()),
+        "train_examples": len(splits.y_train),
         "test_accuracy": float(test_accuracy),
     }
 

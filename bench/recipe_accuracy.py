@@ -22,15 +22,12 @@ import os
 import sys
 import time
 
-import numpy as np
-
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from bench.pipeline_vs_keras import FASHION_MNIST_DIR, load_split  # noqa: E402
+from bench.pipeline_vs_keras import FASHION_MNIST_DIR, standardized_splits  # noqa: E402
 from bench.results_io import RESULTS_DIR  # noqa: E402
-from components.example_gen.example_splits import DEFAULT_TRAIN_EVAL_WEIGHTS, split_bucket  # noqa: E402
 
 
 def main() -> int:
@@ -51,41 +48,30 @@ def main() -> int:
 
     fields = dict(args.hparams)
     name = fields.pop("model", "deep_cnn")
-    train_images, train_labels = load_split(args.data_dir, "train")
-    test_images, test_labels = load_split(args.data_dir, "t10k")
-    weights = DEFAULT_TRAIN_EVAL_WEIGHTS
-    buckets = np.array([split_bucket(f"train-{i:06d}".encode(), sum(weights)) for i in range(len(train_labels))])
-    is_train = buckets < weights[0]
-    scaled = train_images[is_train].astype(np.float32) / 255.0
-    mean, std = scaled.mean(), scaled.std()
-
-    def standardize(images: np.ndarray) -> np.ndarray:
-        return ((images.astype(np.float32) / 255.0 - mean) / std)[..., np.newaxis]
-
-    x_train, x_eval, x_test = standardize(train_images[is_train]), standardize(train_images[~is_train]), standardize(test_images)
+    splits = standardized_splits(args.data_dir)
     hparams = dataclasses.replace(default_hparams(name), **fields)
     model = models.build_model(
-        name, (28, 28, 1), 10, hparams, steps_per_epoch=math.ceil(len(x_train) / args.batch_size), epochs=args.epochs
+        name, (28, 28, 1), 10, hparams, steps_per_epoch=math.ceil(len(splits.x_train) / args.batch_size), epochs=args.epochs
     )
     started = time.monotonic()
     history = model.fit(
-        x_train, train_labels[is_train], validation_data=(x_eval, train_labels[~is_train]),
+        splits.x_train, splits.y_train, validation_data=(splits.x_eval, splits.y_eval),
         epochs=args.epochs, batch_size=args.batch_size, verbose=2,
     )
     fit_seconds = time.monotonic() - started
-    plain = model.predict(x_test, batch_size=512, verbose=0)
-    mirrored = model.predict(x_test[:, :, ::-1], batch_size=512, verbose=0)
+    plain = model.predict(splits.x_test, batch_size=512, verbose=0)
+    mirrored = model.predict(splits.x_test[:, :, ::-1], batch_size=512, verbose=0)
     result = {
         "model": name,
         "hparams": args.hparams,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "policy": args.policy,
-        "train_examples": int(is_train.sum()),
+        "train_examples": len(splits.y_train),
         "fit_seconds": round(fit_seconds, 1),
-        "images_per_second": round(int(is_train.sum()) * args.epochs / fit_seconds),
-        "test_accuracy": float((plain.argmax(1) == test_labels).mean()),
-        "test_accuracy_mirror_averaged": float(((plain + mirrored).argmax(1) == test_labels).mean()),
+        "images_per_second": round(len(splits.y_train) * args.epochs / fit_seconds),
+        "test_accuracy": float((plain.argmax(1) == splits.y_test).mean()),
+        "test_accuracy_mirror_averaged": float(((plain + mirrored).argmax(1) == splits.y_test).mean()),
         "val_accuracy": [round(value, 4) for value in history.history["val_accuracy"]],
     }
     print(json.dumps(result))
