@@ -113,7 +113,7 @@ def plain_keras(config: configs.RunConfig, work_dir: str, epochs: int) -> dict:
     )
     started = time.monotonic()
     splits = standardized_splits(config.data_dir)
-    accelerator.configure_accelerator()
+    accelerator.configure_accelerator(training.precision)
     model = models.build_model(
         training.model,
         training.image_shape,
@@ -139,7 +139,10 @@ def plain_keras(config: configs.RunConfig, work_dir: str, epochs: int) -> dict:
         verbose=2,
     )
     fitted = time.monotonic()
-    _, test_accuracy = model.evaluate(splits.x_test, splits.y_test, batch_size=512, verbose=0)
+    probabilities = model.predict(splits.x_test, batch_size=512, verbose=0)
+    if training.hparams.test_time_flip:  # as the pipeline's exported model does (trainer_module.serving)
+        probabilities = (probabilities + model.predict(splits.x_test[:, :, ::-1], batch_size=512, verbose=0)) / 2
+    test_accuracy = (probabilities.argmax(axis=1) == splits.y_test).mean()
     return {
         "total_seconds": round(time.monotonic() - started, 2),
         "fit_seconds": round(fitted - prepared, 2),

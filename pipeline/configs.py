@@ -13,7 +13,7 @@ import os
 from components.example_gen.example_splits import DEFAULT_TRAIN_EVAL_WEIGHTS
 from pipeline import datasets
 
-from trainer_module import normalization_names
+from trainer_module import normalization_names, precision_names
 
 DEFAULT_EPOCHS = 10  # where no time budget can be kept (a Kubeflow package's run parameter)
 DEFAULT_BATCH_SIZE = 128
@@ -147,6 +147,7 @@ class RunConfig:
     normalization: str = normalization_names.COMPUTED
     serving_check: str = SERVING_GATE
     beam_workers: int = 1  # Beam worker processes of the local run's data stages (local_beam_args)
+    precision: str = precision_names.AUTO  # the Trainer's (trainer_module.precision_names)
     # Training hyperparameters: None keeps the model's own tuned default
     # (`trainer_module.models.default_hparams`), so switching --model never
     # carries one network's learning rate over to another.
@@ -178,6 +179,8 @@ class RunConfig:
             raise ConfigError(f"budget_minutes must be > 0 and at most {MAX_BUDGET_MINUTES:g}, got {self.budget_minutes}")
         if self.epochs is not None and not 1 <= self.epochs <= MAX_EPOCHS:
             raise ConfigError(f"epochs must be from 1 to {MAX_EPOCHS}, got {self.epochs}")
+        if self.precision not in precision_names.PRECISIONS:
+            raise ConfigError(f"precision must be one of {precision_names.PRECISIONS}, got {self.precision!r}")
         if self.serving_check not in SERVING_CHECKS:
             raise ConfigError(f"serving_check must be one of {SERVING_CHECKS}, got {self.serving_check!r}")
 

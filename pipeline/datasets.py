@@ -34,6 +34,10 @@ class DatasetSpec:
     # AUGMENTATION_POLICIES); None keeps the model's default. Clothing is
     # mirror-symmetric, digits are not, so only Fashion-MNIST flips.
     augmentation: str | None = None
+    # Whether the served model averages each image with its mirror image
+    # (ModelHParams.test_time_flip): for mirror-symmetric classes only, the
+    # same ones that train with flips.
+    test_time_flip: bool = False
 
     @property
     def num_classes(self) -> int:
@@ -75,6 +79,7 @@ FASHION_MNIST = DatasetSpec(
     source_format=IDX_FORMAT,
     default_model="deep_cnn",
     augmentation="flip_shift",
+    test_time_flip=True,
 )
 
 CIFAR10 = DatasetSpec(

@@ -88,11 +88,13 @@ def training_custom_config(config: RunConfig) -> dict[str, Any]:
     custom_config: dict[str, Any] = {
         "image_shape": list(spec.image_shape),
         "class_names": list(spec.class_names),
-        # The dataset's augmentation policy, unless the user chose otherwise.
+        # The dataset's augmentation policy and test-time flip, unless the user chose otherwise.
         "hparams": {
             **({"augmentation": spec.augmentation} if spec.augmentation else {}),
+            **({"test_time_flip": True} if spec.test_time_flip else {}),
             **config.hparam_overrides(),
         },
+        "precision": config.precision,
     }
     budget_minutes = config.time_budget_minutes
     if budget_minutes is not None:  # epochs 0: the Trainer plans them (trainer_module.time_budget)

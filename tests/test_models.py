@@ -6,6 +6,7 @@ and one or two steps: these check wiring and contracts, not learning.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,9 +15,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer_module import accelerator
+from trainer_module import accelerator, models
 from trainer_module.callbacks import EpochDiagnostics, training_callbacks
-from trainer_module.hparams import ModelHParams
+from trainer_module.hparams import ModelHParams, default_hparams
 from trainer_module.model_names import MODEL_NAMES
 from trainer_module.models import build_model, mnist_models
 
@@ -328,13 +329,71 @@ def test_configure_accelerator_survives_initialized_gpu(monkeypatch: pytest.Monk
     assert keras.mixed_precision.global_policy().name == "mixed_float16"
 
 
+def _cpu_info(tmp_path: Path, flags: str) -> str:
+    """A /proc/cpuinfo of two cores with these flags."""
+    path = tmp_path / "cpuinfo"
+    path.write_text("".join(f"processor\t: {n}\nmodel name\t: Some CPU\nflags\t\t: {flags}\n\n" for n in range(2)))
+    return str(path)
+
+
 @pytest.mark.usefixtures("restore_dtype_policy")
-def test_configure_accelerator_on_cpu_uses_float32(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_configure_accelerator_on_cpu_without_bf16_uses_float32(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     _pretend_gpus(monkeypatch, [])
     keras.mixed_precision.set_global_policy("mixed_float16")
 
-    assert accelerator.configure_accelerator() == "CPU (float32)"
+    assert accelerator.configure_accelerator(cpu_info_path=_cpu_info(tmp_path, "fpu sse2 avx2 avx512f")) == "CPU (float32)"
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+@pytest.mark.usefixtures("restore_dtype_policy")
+@pytest.mark.parametrize("flag", ["avx512_bf16", "amx_bf16"])
+def test_configure_accelerator_on_a_bf16_cpu_uses_mixed_bfloat16(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, flag: str
+) -> None:
+    _pretend_gpus(monkeypatch, [])
+    cpu_info = _cpu_info(tmp_path, f"fpu avx512f {flag} avx512_vnni")
+
+    assert accelerator.configure_accelerator(cpu_info_path=cpu_info) == f"CPU (mixed_bfloat16, {flag})"
+    assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    # --precision float32 keeps float32 on the same CPU.
+    assert accelerator.configure_accelerator("float32", cpu_info_path=cpu_info) == "CPU (float32)"
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+@pytest.mark.usefixtures("restore_dtype_policy")
+def test_configure_accelerator_float32_on_gpus_and_unknown_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    _pretend_gpus(monkeypatch, FAKE_GPUS[:1])
+    assert accelerator.configure_accelerator("float32") == "GPU x1 (NVIDIA Fake H100, float32)"
+    assert keras.mixed_precision.global_policy().name == "float32"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        accelerator.configure_accelerator("bfloat16")
+
+
+def test_no_cpu_info_means_no_bf16(tmp_path: Path) -> None:
+    assert accelerator.cpu_bf16_flag(str(tmp_path / "missing")) is None
+
+
+@pytest.mark.usefixtures("restore_dtype_policy")
+def test_float32_twin_serves_a_bf16_trained_model_in_float32() -> None:
+    """The export's copy: float32 compute, the trained weights, the bf16 model's predictions up to bf16 rounding."""
+    hparams = dataclasses.replace(default_hparams("deep_cnn"), augmentation="flip_shift")
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    trained = models.build_model("deep_cnn", (28, 28, 1), 10, hparams, steps_per_epoch=2, epochs=1)
+    rng = np.random.default_rng(0)
+    images, labels = rng.standard_normal((64, 28, 28, 1)).astype(np.float32), rng.integers(0, 10, 64)
+    trained.fit(images, labels, batch_size=32, epochs=1, verbose=0)
+
+    twin = accelerator.float32_twin(trained, lambda: models.build_model("deep_cnn", (28, 28, 1), 10, hparams))
+
+    assert twin is not trained
+    assert {layer.compute_dtype for layer in twin.layers} == {"float32"}
+    for ours, theirs in zip(twin.get_weights(), trained.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    bf16, fp32 = trained.predict(images, verbose=0), twin.predict(images, verbose=0)
+    assert fp32.dtype == np.float32
+    np.testing.assert_allclose(fp32, bf16, atol=0.02)  # bfloat16 keeps 8 significant bits
+    assert not np.array_equal(fp32, bf16)  # it did compute in another precision
+    assert accelerator.float32_twin(twin, lambda: pytest.fail("a float32 model is not rebuilt")) is twin
 
 
 @pytest.mark.parametrize(

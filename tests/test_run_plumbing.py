@@ -138,8 +138,19 @@ def test_only_mirror_symmetric_datasets_get_flipped():
 
     fashion = definition.training_custom_config(RunConfig(dataset="fashion_mnist"))
     digits = definition.training_custom_config(RunConfig(dataset="mnist"))
-    assert fashion["hparams"] == {"augmentation": "flip_shift"}
-    assert "augmentation" not in digits["hparams"]
+    assert fashion["hparams"] == {"augmentation": "flip_shift", "test_time_flip": True}
+    assert digits["hparams"] == {}  # a flipped digit is another digit, or none
+
+
+def test_precision_reaches_the_trainer_and_an_unknown_one_is_refused():
+    from pipeline import definition
+    from pipeline.cli import main as cli_main
+
+    assert definition.training_custom_config(RunConfig())["precision"] == "auto"
+    args = cli_main.build_parser().parse_args(["run", "--precision", "float32"])
+    assert definition.training_custom_config(cli_main._run_config(args))["precision"] == "float32"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        RunConfig(precision="bfloat16")
 
 
 def test_normalization_choice_reaches_the_transform():

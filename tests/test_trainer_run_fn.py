@@ -115,6 +115,31 @@ def test_epochs_zero_without_a_time_budget_is_refused() -> None:
         )
 
 
+def test_the_precision_comes_from_the_custom_config_and_an_unknown_one_is_refused() -> None:
+    config = {"model": "lenet5", "epochs": 1, "batch_size": BATCH, "image_shape": list(IMAGE_SHAPE), "class_names": ["a", "b"]}
+    assert run_fn.TrainingConfig.from_custom_config(config).precision == "auto"  # packages compiled before it
+    assert run_fn.TrainingConfig.from_custom_config({**config, "precision": "float32"}).precision == "float32"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        run_fn.TrainingConfig.from_custom_config({**config, "precision": "float16"})
+
+
+def test_a_time_budget_on_several_workers_is_refused_before_any_data_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every worker must train the same epochs, and each would plan its own from its own clock."""
+    from trainer_module import accelerator, distribution
+    from trainer_module.time_budget import TIME_BUDGET_KEY, TimeBudget
+
+    monkeypatch.setattr(accelerator, "configure_accelerator", lambda precision: "CPU (float32)")
+    monkeypatch.setattr(distribution, "worker_count", lambda strategy: 2)
+    budget = TimeBudget(seconds=600.0, reserve_seconds=0.0, max_epochs=5).to_json()
+    fn_args = types.SimpleNamespace(custom_config={
+        "model": "lenet5", "epochs": 0, "batch_size": BATCH, "image_shape": list(IMAGE_SHAPE),
+        "class_names": ["a", "b"], TIME_BUDGET_KEY: budget,
+    })  # no data: the refusal comes first
+
+    with pytest.raises(ValueError, match="a time budget needs a single worker"):
+        run_fn.run_fn(fn_args)
+
+
 def _fake_epoch_clock(epoch_seconds: float):
     """A clock for BudgetKeeper: each epoch begins where the last ended and lasts `epoch_seconds`."""
     ticks = iter(value for epoch in range(1000) for value in (epoch * epoch_seconds, (epoch + 1) * epoch_seconds))

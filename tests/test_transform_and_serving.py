@@ -7,6 +7,7 @@ import io
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_transform as tft
 from PIL import Image
 
 from components.example_gen.image_examples import encode_png, make_example
@@ -154,3 +155,32 @@ def test_image_signature_answers_the_same_whether_it_re_encodes_or_not(exported)
     passed = classify(images=tf.constant(as_is))[signatures.PROBABILITIES].numpy()
     mixed = classify(images=tf.constant([with_alpha, *as_is[1:]]))[signatures.PROBABILITIES].numpy()  # converted
     np.testing.assert_allclose(passed, mixed, atol=1e-6)
+
+
+def test_test_time_flip_averages_each_image_with_its_mirror_image_in_every_signature(transformed, tmp_path):
+    """The served probabilities are the mean of the model's on the image and on its mirror image,
+    through the session loader (saved_model_cli) as well as TF2's."""
+    images, labels, _, transform_dir = transformed
+    model = serving_helpers.trained_model("tutorial_cnn", IMAGE_SHAPE, transform_dir, images, labels)
+    flipped_export = str(tmp_path / "flipped")
+    serving.export_serving_model(
+        model, tft.TFTransformOutput(transform_dir), CLASS_NAMES, IMAGE_SHAPE, flipped_export, test_time_flip=True
+    )
+    x = serving_helpers.transformed_images(transform_dir, images[:6], labels[:6])
+    expected = (model.predict(x, verbose=0) + model.predict(x[:, :, ::-1], verbose=0)) / 2
+    assert not np.allclose(expected, model.predict(x, verbose=0), atol=1e-3)  # digits are not mirror-symmetric
+
+    loaded = tf.saved_model.load(flipped_export)
+    pngs = [encode_png(image) for image in images[:6]]
+    examples = [make_example(png, 0, "x", "0").SerializeToString() for png in pngs]
+    served = {
+        signatures.IMAGE_SIGNATURE: loaded.signatures[signatures.IMAGE_SIGNATURE](images=tf.constant(pngs))[signatures.PROBABILITIES],
+        signatures.EXAMPLE_SIGNATURE: loaded.signatures[signatures.EXAMPLE_SIGNATURE](examples=tf.constant(examples))[signatures.PROBABILITIES],
+        signatures.CLASSIFY_SIGNATURE: loaded.signatures[signatures.CLASSIFY_SIGNATURE](inputs=tf.constant(examples))[signatures.CLASSIFY_SCORES],
+    }
+    for name, probabilities in served.items():
+        np.testing.assert_allclose(probabilities.numpy(), expected, atol=1e-5, err_msg=name)
+    by_session = serving_helpers.saved_model_cli_run(
+        flipped_export, signatures.IMAGE_SIGNATURE, "images", pngs, str(tmp_path / "cli")
+    )
+    np.testing.assert_allclose(by_session[signatures.PROBABILITIES], expected, atol=1e-5)

@@ -64,6 +64,11 @@ class ModelHParams:
     # "flip_shift" (horizontal flips + shifts, for mirror-symmetric classes
     # such as clothing; the pipeline picks it per dataset, pipeline.datasets).
     augmentation: str = SEED_AUGMENTATION
+    # The exported model averages each image's probabilities with its mirror
+    # image's (trainer_module.serving), for classes that look the same
+    # mirrored (clothing): the pipeline turns it on per dataset
+    # (pipeline.datasets). Training and the Trainer's validation ignore it.
+    test_time_flip: bool = False
 
     def __post_init__(self) -> None:
         if self.augmentation not in AUGMENTATION_POLICIES:

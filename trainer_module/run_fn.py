@@ -28,7 +28,17 @@ import tensorflow_transform as tft
 from absl import logging
 from tfx_bsl.public import tfxio
 
-from trainer_module import accelerator, calibration, callbacks, distribution, features, models, serving, worker_outputs
+from trainer_module import (
+    accelerator,
+    calibration,
+    callbacks,
+    distribution,
+    features,
+    models,
+    precision_names,
+    serving,
+    worker_outputs,
+)
 from trainer_module.budget_keeper import BudgetKeeper
 from trainer_module.hparams import ModelHParams, default_hparams
 from trainer_module.time_budget import TIME_BUDGET_KEY, EpochPlan, TimeBudget, plan_epochs, run_started_at
@@ -48,7 +58,8 @@ class TrainingConfig:
     """What the pipeline passes in `Trainer(custom_config=...)`.
 
     ``epochs`` 0 with a ``time_budget``: the Trainer picks the epoch count
-    that fits the budget (``plan_budgeted_epochs``).
+    that fits the budget (``plan_budgeted_epochs``). ``precision`` is one of
+    ``precision_names.PRECISIONS`` (``accelerator.configure_accelerator``).
     """
 
     model: str
@@ -58,10 +69,13 @@ class TrainingConfig:
     class_names: tuple[str, ...]
     hparams: ModelHParams
     time_budget: TimeBudget | None = None
+    precision: str = precision_names.AUTO
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or (self.epochs == 0 and self.time_budget is None):
             raise ValueError(f"epochs must be >= 1, or 0 with a time budget; got {self.epochs}")
+        if self.precision not in precision_names.PRECISIONS:
+            raise ValueError(f"precision must be one of {precision_names.PRECISIONS}, got {self.precision!r}")
 
     @property
     def plans_epochs(self) -> bool:
@@ -83,6 +97,7 @@ class TrainingConfig:
                 **{key: value for key, value in config.get("hparams", {}).items() if key in hparam_names},
             ),
             time_budget=TimeBudget.from_json(config[TIME_BUDGET_KEY]) if config.get(TIME_BUDGET_KEY) else None,
+            precision=str(config.get("precision", precision_names.AUTO)),
         )
 
 
@@ -259,7 +274,7 @@ def run_fn(fn_args: FnArgs) -> None:
     """Trains the configured model and exports the serving SavedModel (the chief's, across workers)."""
     started_at = time.time()
     config = TrainingConfig.from_custom_config(fn_args.custom_config)
-    device = accelerator.configure_accelerator()
+    device = accelerator.configure_accelerator(config.precision)
     strategy = distribution.training_strategy()  # before any other TensorFlow op: see training_strategy
     batch_size = distribution.global_batch_size(config.batch_size, strategy)
     workers = distribution.worker_count(strategy)
@@ -371,6 +386,16 @@ def run_fn(fn_args: FnArgs) -> None:
         )
         write_training_summary(model_run_dir, summary)
 
+        # Served in float32 whatever the training precision (accelerator.float32_twin).
+        serving_model = accelerator.float32_twin(
+            model,
+            lambda: models.build_model(config.model, config.image_shape, len(config.class_names), config.hparams),
+        )
         serving.export_serving_model(
-            model, tf_transform_output, config.class_names, config.image_shape, serving_model_dir
+            serving_model,
+            tf_transform_output,
+            config.class_names,
+            config.image_shape,
+            serving_model_dir,
+            test_time_flip=config.hparams.test_time_flip,
         )

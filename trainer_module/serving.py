@@ -9,6 +9,12 @@
 * `classify`: serialized tf.Examples -> `classes` and `scores`, with TF
   Serving's classification method name, for the Classify API and `:classify`.
 
+With `test_time_flip` every signature averages the probabilities of each
+image and of its mirror image (one model call on both halves of a doubled
+batch): for mirror-symmetric classes such as clothing, two views of the same
+item vote, which raised deep_cnn's Fashion-MNIST test accuracy by 0.2-0.3
+points at twice the inference cost (README, "Time budgets").
+
 The names and the contract live in trainer_module.signatures.
 
 Why the export is built the way it is (as TF 2.21 / Keras 3.15 behave):
@@ -79,21 +85,25 @@ class ServingFunctions:
         class_names: Sequence[str],
         image_shape: tuple[int, int, int],
         raw_feature_spec: dict[str, tf.io.FixedLenFeature],
+        test_time_flip: bool = False,
     ) -> None:
         self._model = model
+        self._test_time_flip = test_time_flip
         self._transform_layer = transform_layer
         self._class_names = tf.constant(list(class_names))
         self._image_shape = tuple(image_shape)
         self._example_spec = {features.IMAGE_KEY: raw_feature_spec[features.IMAGE_KEY]}
 
     def _probabilities(self, raw_features: dict[str, tf.Tensor]) -> tf.Tensor:
-        transformed = self._transform_layer(raw_features)
-        return tf.cast(
-            self._model(
-                {features.TRANSFORMED_IMAGE_KEY: transformed[features.TRANSFORMED_IMAGE_KEY]}, training=False
-            ),
-            tf.float32,
-        )
+        images = self._transform_layer(raw_features)[features.TRANSFORMED_IMAGE_KEY]
+        if not self._test_time_flip:
+            return self._model_probabilities(images)
+        both = self._model_probabilities(tf.concat([images, tf.image.flip_left_right(images)], axis=0))
+        as_is, mirrored = tf.split(both, 2, axis=0)
+        return (as_is + mirrored) / 2.0
+
+    def _model_probabilities(self, images: tf.Tensor) -> tf.Tensor:
+        return tf.cast(self._model({features.TRANSFORMED_IMAGE_KEY: images}, training=False), tf.float32)
 
     def _predictions(self, raw_features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         probabilities = self._probabilities(raw_features)
@@ -220,11 +230,13 @@ def export_serving_model(
     class_names: Sequence[str],
     image_shape: tuple[int, int, int],
     export_dir: str,
+    *,
+    test_time_flip: bool = False,
 ) -> None:
     """Writes the SavedModel with its three signatures (see the module docstring)."""
     transform_layer = tf_transform_output.transform_features_layer()
     functions = ServingFunctions(
-        model, transform_layer, class_names, image_shape, tf_transform_output.raw_feature_spec()
+        model, transform_layer, class_names, image_shape, tf_transform_output.raw_feature_spec(), test_time_flip
     ).concrete_functions()
     root = tf.Module(name="visionpipe_serving")
     root.transform_layer = transform_layer  # its tables and assets, as tf.Transform asks

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 # train:eval weights of the examples carved out of the training files. The
 # one owner of the default: pipeline.configs.RunConfig and the benchmarks read it.
-DEFAULT_TRAIN_EVAL_WEIGHTS: tuple[int, int] = (5, 1)
+DEFAULT_TRAIN_EVAL_WEIGHTS: tuple[int, int] = (11, 1)
 
 
 def split_bucket(example_id: bytes, total_weight: int) -> int:

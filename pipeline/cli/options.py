@@ -150,6 +150,7 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     """What to train and how: shared by `run` and `kubeflow compile`, which build the same pipeline."""
     from trainer_module.model_names import MODEL_NAMES
     from trainer_module.normalization_names import NORMALIZATIONS
+    from trainer_module.precision_names import PRECISIONS
 
     parser.add_argument(
         "--dataset", choices=sorted(datasets.DATASETS), default=datasets.DEFAULT_DATASET, help="which dataset the files hold"
@@ -178,6 +179,14 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--batch-size", type=bounded_int(configs.MAX_BATCH_SIZE), default=configs.DEFAULT_BATCH_SIZE, help="training batch size per device (several GPUs: a step sees this times the GPUs)"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=PRECISIONS[0],
+        help="auto: mixed precision where the hardware has it (mixed_float16 on a GPU, mixed_bfloat16 "
+        "on a CPU with AVX512-BF16 or AMX), else float32; float32: float32 everywhere. The exported "
+        "model computes in float32 either way",
     )
     parser.add_argument(
         "--accuracy-threshold",
@@ -212,6 +221,7 @@ def training_config(args: argparse.Namespace, *, data_dir: str, output_dir: str)
         profile=getattr(args, "profile", configs.DEFAULT_PROFILE),
         budget_minutes=getattr(args, "budget_minutes", None),
         batch_size=args.batch_size,
+        precision=args.precision,
         accuracy_threshold=args.accuracy_threshold,
         serving_check=args.serving_check,
     )
