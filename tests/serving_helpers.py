@@ -139,10 +139,11 @@ class KerasTrackingModule(tf.Module):
 
 def keras_tracking_export(
     model: keras.Model, transform_output: tft.TFTransformOutput, class_names: Sequence[str],
-    image_shape: tuple[int, int, int], export_dir: str,
+    image_shape: tuple[int, int, int], export_dir: str, *, test_time_flip: bool = False,
 ) -> None:
     """Drop-in for serving.export_serving_model that writes the unservable pre-issue-12 export."""
     del image_shape  # the old image signature took PNGs of the model's size only; enough here
+    assert not test_time_flip, "the pre-issue-12 export had no mirror averaging; use it for MNIST"
     module = KerasTrackingModule(model, transform_output, class_names)
     tf.saved_model.save(
         module,
