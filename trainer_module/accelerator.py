@@ -61,7 +61,7 @@ def configure_accelerator(precision: str = precision_names.AUTO, cpu_info_path: 
       then runs its ``avx512_core_bf16`` convolutions (``ONEDNN_VERBOSE=1``
       shows them), deep_cnn trains ~1.2-2x the images per second, and test
       accuracy after 9 epochs was 92.60 % against float32's 92.56 % (README,
-      "Time budgets"). bfloat16 keeps float32's exponent range, so no loss
+      "Precision and mirror averaging"). bfloat16 keeps float32's exponent range, so no loss
       scaling is needed.
     * Any other CPU: ``float32``; float16 on CPUs is slower and brings nothing
       but rounding error, and emulated bfloat16 is slower than float32.
@@ -71,9 +71,7 @@ def configure_accelerator(precision: str = precision_names.AUTO, cpu_info_path: 
     ``"GPU x1 (NVIDIA H100 80GB HBM3, mixed_float16)"``,
     ``"CPU (mixed_bfloat16, avx512_bf16)"`` or ``"CPU (float32)"``.
     """
-    if precision not in precision_names.PRECISIONS:
-        raise ValueError(f"precision must be one of {precision_names.PRECISIONS}, got {precision!r}")
-    mixed = precision == precision_names.AUTO
+    mixed = precision_names.check_precision(precision) == precision_names.AUTO
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
         bf16_flag = cpu_bf16_flag(cpu_info_path) if mixed else None

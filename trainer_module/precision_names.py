@@ -12,3 +12,10 @@ Whatever trained, the exported SavedModel computes in float32
 AUTO = "auto"
 FLOAT32 = "float32"
 PRECISIONS = (AUTO, FLOAT32)
+
+
+def check_precision(name: str) -> str:
+    """``name`` if it is one of ``PRECISIONS``; otherwise a ValueError that lists them."""
+    if name not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {name!r}")
+    return name

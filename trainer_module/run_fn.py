@@ -74,8 +74,7 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         if self.epochs < 0 or (self.epochs == 0 and self.time_budget is None):
             raise ValueError(f"epochs must be >= 1, or 0 with a time budget; got {self.epochs}")
-        if self.precision not in precision_names.PRECISIONS:
-            raise ValueError(f"precision must be one of {precision_names.PRECISIONS}, got {self.precision!r}")
+        precision_names.check_precision(self.precision)
 
     @property
     def plans_epochs(self) -> bool:

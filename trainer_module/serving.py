@@ -13,7 +13,7 @@ With `test_time_flip` every signature averages the probabilities of each
 image and of its mirror image (one model call on both halves of a doubled
 batch): for mirror-symmetric classes such as clothing, two views of the same
 item vote, which raised deep_cnn's Fashion-MNIST test accuracy by 0.2-0.3
-points at twice the inference cost (README, "Time budgets").
+points at twice the inference cost (README, "Precision and mirror averaging").
 
 The names and the contract live in trainer_module.signatures.
 
