@@ -178,3 +178,62 @@ def test_the_budget_keeper_replans_and_the_one_cycle_still_ends_at_zero(
     assert schedule.total_steps == trained * steps_per_epoch
     # The step after the last one trained is the end of the cycle: rate 0.
     assert float(schedule(int(model.optimizer.iterations))) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_budget_keeper_plans_from_the_first_training_steps_and_scales_the_warm_up() -> None:
+    """No calibration: the model is built for max_epochs, the keeper times real steps and moves the cycle's end."""
+    from trainer_module import budget_keeper
+    from trainer_module.budget_keeper import BudgetKeeper
+    from trainer_module.time_budget import TimeBudget
+
+    steps, step_seconds, eval_steps = 50, 0.1, 3
+    rng = np.random.default_rng(1)
+    images = rng.standard_normal((steps, *IMAGE_SHAPE)).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices((images, rng.integers(0, 10, size=steps))).batch(1)
+    budget = TimeBudget(seconds=16.0, reserve_seconds=0.0, max_epochs=8)
+    hparams = ModelHParams(learning_rate=0.01, lr_schedule=ONE_CYCLE, lr_warmup_fraction=0.2)
+    model = build_model("lenet5", IMAGE_SHAPE, 10, hparams, steps_per_epoch=steps, epochs=budget.max_epochs)
+    # The machine's clock, as the steps see it: every training step takes 0.1 s.
+    clock = lambda: float(model.optimizer.iterations) * step_seconds  # noqa: E731
+    keeper = BudgetKeeper(
+        budget, started_at=0.0, steps_per_epoch=steps, planned_epochs=budget.max_epochs, eval_steps=eval_steps, clock=clock
+    )
+
+    history = model.fit(dataset, epochs=budget.max_epochs, verbose=0, callbacks=[keeper])
+
+    # An epoch: 50 steps of 0.1 s + 3 validation steps estimated at a third of that = 5.1 s; 16 s hold 3.
+    after = budget_keeper.FIRST_PLAN_SKIPPED_STEPS + budget_keeper.FIRST_PLAN_TIMED_STEPS
+    assert keeper.first_plan == {
+        "epochs": 3, "seconds_per_epoch": 5.1, "seconds_available": 16.0, "capped": False, "over_budget": False,
+        "planned_after_steps": after, "train_step_seconds": 0.1, "eval_step_seconds": 0.0333,
+    }
+    assert len(history.epoch) == 3 and keeper.replans == []
+    schedule = callbacks.learning_rate_schedule(model.optimizer)
+    # The warm-up is 20 % of the planned 150 steps, not of the provisional 400.
+    assert (schedule.total_steps, schedule.warmup_steps) == (150, 30)
+    assert float(schedule(int(model.optimizer.iterations))) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_an_epoch_too_short_to_time_is_planned_at_its_end(accessor: _DataAccessor) -> None:
+    from trainer_module.budget_keeper import BudgetKeeper
+    from trainer_module.time_budget import TimeBudget
+
+    dataset = run_fn.make_dataset(["train"], accessor, _transform_output(), BATCH, True, example_count=EXAMPLES)
+    steps_per_epoch = -(-EXAMPLES // BATCH)
+    budget = TimeBudget(seconds=45.0, reserve_seconds=0.0, max_epochs=8)
+    hparams = ModelHParams(learning_rate=0.01, lr_schedule=ONE_CYCLE, lr_warmup_fraction=0.25)
+    model = build_model("lenet5", IMAGE_SHAPE, 10, hparams, steps_per_epoch=steps_per_epoch, epochs=budget.max_epochs)
+    keeper = BudgetKeeper(
+        budget, started_at=0.0, steps_per_epoch=steps_per_epoch, planned_epochs=budget.max_epochs, eval_steps=3,
+        clock=_fake_epoch_clock(10.0),
+    )
+
+    history = model.fit(dataset, epochs=budget.max_epochs, verbose=0, callbacks=[keeper])
+
+    assert keeper.first_plan == {
+        "epochs": 4, "seconds_per_epoch": 10.0, "seconds_available": 45.0, "capped": False, "over_budget": False,
+        "planned_after_steps": steps_per_epoch,
+    }
+    assert len(history.epoch) == 4
+    schedule = callbacks.learning_rate_schedule(model.optimizer)
+    assert (schedule.total_steps, schedule.warmup_steps) == (4 * steps_per_epoch, 3)

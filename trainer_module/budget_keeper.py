@@ -1,17 +1,27 @@
-"""`BudgetKeeper`: re-plans a time-budgeted training after every epoch, so it ends on time and annealed.
+"""`BudgetKeeper`: plans a time-budgeted training from its first steps and re-plans it after every epoch.
 
-Why re-plan: the first plan (``run_fn.plan_budgeted_epochs``) comes from a few
-seconds of measured steps, and a shared machine's speed drifts by tens of
-percent over minutes (2-core VMs here ran one epoch in 59 s and the next in
-88 s). After each epoch the keeper takes the median of the last epochs' real
-durations (training and validation), fits the epochs that are left into what
-is left of the budget, and moves the end of the one-cycle schedule
-(``schedules.OneCycle.retarget``) so that the learning rate still reaches 0
-at the last step trained. It stops ``fit`` when the planned epochs are done.
+Why plan inside ``fit``: timing a throwaway copy of the model before
+training (``trainer_module.calibration``) cost 6-9 s of every budgeted run
+and still missed the real step time by up to 50 % (short ``fit`` calls carry
+their own overhead). So for the one-cycle and exponential schedules the
+model is built for the budget's ``max_epochs`` and the keeper times the real
+training steps (``FIRST_PLAN_TIMED_STEPS`` of them, after
+``FIRST_PLAN_SKIPPED_STEPS`` that trace and warm up): from them it plans the
+epochs that fit and moves the one-cycle's end (``schedules.OneCycle.retarget``),
+warm-up included, to the planned length, a few dozen steps into a run of
+thousands. An epoch shorter than that (a small dataset) is planned at its end.
+
+Why re-plan: a shared machine's speed drifts by tens of percent over
+minutes (2-core VMs here ran one epoch in 48 s and the next in 82 s). After
+each epoch the keeper takes the median of the last epochs' real durations
+(training and validation), fits the epochs that are left into what is left
+of the budget, and moves the end of the one-cycle schedule so that the
+learning rate still reaches 0 at the last step trained. It stops ``fit``
+when the planned epochs are done.
 
 The exponential schedule needs no retargeting (it decays per epoch, not
 towards an end); stock ``CosineDecay`` cannot be retargeted, so under it the
-first plan stands.
+Trainer plans before ``fit`` from the calibration and that first plan stands.
 """
 
 from __future__ import annotations
@@ -27,20 +37,29 @@ from absl import logging
 
 from trainer_module.callbacks import learning_rate_schedule
 from trainer_module.schedules import OneCycle
-from trainer_module.time_budget import TimeBudget
+from trainer_module.time_budget import TimeBudget, plan_epochs_of
 
 RECENT_EPOCHS = 3  # the epoch time estimate is the median of this many latest epochs
 # Lengthening the plan needs this much of an epoch to spare, so timing noise
 # does not make the plan (and the schedule's end) flip back and forth.
 GROWTH_MARGIN_EPOCHS = 0.5
+FIRST_PLAN_SKIPPED_STEPS = 5  # the first steps trace the train function and warm caches: not timed
+FIRST_PLAN_TIMED_STEPS = 40  # timed for the first plan (~5 s of deep_cnn on 2 cores)
+# Until the first epoch measures it, a validation step is taken to cost a
+# third of a training step: the forward pass, without backward pass and update.
+EVAL_STEP_SHARE = 1.0 / 3.0
 
 
 class BudgetKeeper(keras.callbacks.Callback):
     """Keeps a ``fit`` to the epochs that fit ``budget`` (counted from ``started_at``), re-planned every epoch.
 
     ``fit`` must be called with ``epochs=budget.max_epochs``: the keeper ends
-    it earlier through ``stop_training``. ``replans`` records every change of
-    plan for the training summary.
+    it earlier through ``stop_training``. With ``eval_steps`` the keeper makes
+    the first plan itself, from the first training steps (see the module
+    docstring); the model's schedule is then built for ``planned_epochs`` =
+    ``budget.max_epochs``. Without, ``planned_epochs`` is a plan made before
+    ``fit``. ``first_plan`` and ``replans`` record the plans for the training
+    summary.
     """
 
     def __init__(
@@ -50,6 +69,7 @@ class BudgetKeeper(keras.callbacks.Callback):
         started_at: float,
         steps_per_epoch: int,
         planned_epochs: int,
+        eval_steps: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
@@ -57,25 +77,61 @@ class BudgetKeeper(keras.callbacks.Callback):
         self.started_at = started_at
         self.steps_per_epoch = steps_per_epoch
         self.planned_epochs = planned_epochs
+        self.eval_steps = eval_steps
         self.clock = clock
         self.epoch_seconds: list[float] = []
         self.replans: list[dict[str, Any]] = []
+        self.first_plan: dict[str, Any] | None = None  # set by the in-fit first plan
+        self._plans_first = eval_steps is not None
+        self._epoch = 0
         self._epoch_started = 0.0
+        self._timing_started = 0.0
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch = epoch
         self._epoch_started = self.clock()
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if not self._plans_first or self._epoch != 0:
+            return
+        steps = batch + 1
+        if steps == FIRST_PLAN_SKIPPED_STEPS:
+            self._timing_started = self.clock()
+        elif steps == FIRST_PLAN_SKIPPED_STEPS + FIRST_PLAN_TIMED_STEPS:
+            step_seconds = (self.clock() - self._timing_started) / FIRST_PLAN_TIMED_STEPS
+            assert self.eval_steps is not None
+            per_epoch = self.steps_per_epoch * step_seconds + self.eval_steps * step_seconds * EVAL_STEP_SHARE
+            self._plan_first(per_epoch, after_steps=steps, step_seconds=step_seconds)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         now = self.clock()
         self.epoch_seconds.append(now - self._epoch_started)
         done = epoch + 1
         per_epoch = statistics.median(self.epoch_seconds[-RECENT_EPOCHS:])
-        left = self.budget.seconds_left(started_at=self.started_at, now=now)
-        planned = self.replanned_epochs(done, per_epoch, left)
-        if planned != self.planned_epochs:
-            self._change_plan(done, planned, per_epoch, left)
+        if self._plans_first:  # an epoch too short to time its steps in: plan from the whole epoch
+            self._plan_first(per_epoch, after_steps=self.steps_per_epoch)
+        else:
+            left = self.budget.seconds_left(started_at=self.started_at, now=now)
+            planned = self.replanned_epochs(done, per_epoch, left)
+            if planned != self.planned_epochs:
+                self._change_plan(done, planned, per_epoch, left)
         if done >= self.planned_epochs:
             self.model.stop_training = True
+
+    def _plan_first(self, per_epoch: float, *, after_steps: int, step_seconds: float | None = None) -> None:
+        """The first plan, from the first epoch's pace; the one-cycle's warm-up gets its share of it."""
+        # From the epoch's start: the plan covers the first epoch too, all of it at the measured pace.
+        plan = plan_epochs_of(self.budget, started_at=self.started_at, now=self._epoch_started, seconds_per_epoch=per_epoch)
+        measured = f"{FIRST_PLAN_TIMED_STEPS} training steps of {step_seconds:.3f} s" if step_seconds else "the first epoch"
+        logging.info("%s (measured on %s)", plan.describe(), measured)
+        self.first_plan = {**plan.to_json(), "planned_after_steps": after_steps}
+        if step_seconds:
+            self.first_plan.update(
+                train_step_seconds=round(step_seconds, 4), eval_step_seconds=round(step_seconds * EVAL_STEP_SHARE, 4)
+            )
+        self._plans_first = False
+        # The plan counts from this epoch on: a fit resumed from a backup starts past epoch 0.
+        self._apply(min(self._epoch + plan.epochs, self.budget.max_epochs), first=True)
 
     def replanned_epochs(self, done: int, per_epoch: float, left: float) -> int:
         """The total epochs to train, ``done`` trained, epochs of ``per_epoch`` s, ``left`` s left for training."""
@@ -85,10 +141,7 @@ class BudgetKeeper(keras.callbacks.Callback):
         return max(done, min(done + more, self.budget.max_epochs))
 
     def _change_plan(self, done: int, planned: int, per_epoch: float, left: float) -> None:
-        schedule = learning_rate_schedule(self.model.optimizer)
-        if isinstance(schedule, OneCycle):
-            schedule.retarget(planned * self.steps_per_epoch)
-        elif isinstance(schedule, keras.optimizers.schedules.CosineDecay):
+        if not self._apply(planned, first=False):
             logging.info("time budget: would re-plan to %d epochs, but a cosine schedule cannot move its end", planned)
             return
         logging.info(
@@ -97,3 +150,20 @@ class BudgetKeeper(keras.callbacks.Callback):
         )
         self.replans.append({"after_epoch": done, "from": self.planned_epochs, "to": planned, "epoch_seconds": round(per_epoch, 2)})
         self.planned_epochs = planned
+
+    def _apply(self, planned: int, *, first: bool) -> bool:
+        """Moves the schedule's end to ``planned`` epochs; False: the schedule cannot move (cosine).
+
+        ``first``: the warm-up takes its fraction of the planned run, as if the
+        schedule had been built for it (a later re-plan keeps the warm-up).
+        """
+        schedule = learning_rate_schedule(self.model.optimizer)
+        if isinstance(schedule, keras.optimizers.schedules.CosineDecay):
+            return False
+        if isinstance(schedule, OneCycle):
+            total = planned * self.steps_per_epoch
+            warmup = round(schedule.warmup_steps * total / schedule.total_steps) if first else None
+            schedule.retarget(total, warmup_steps=warmup)
+        if first:
+            self.planned_epochs = planned
+        return True

@@ -2,10 +2,13 @@
 
 Why measure rather than look the figures up: the same network trains 10x
 faster on a GPU than on 2 CPU cores, and even one CPU machine varies from run
-to run. The Trainer measures right before it plans the epochs of a time budget
+to run. Under the cosine schedule, whose end cannot move once training runs,
+the Trainer measures right before it plans the epochs of a time budget
 (``trainer_module.time_budget``) on a throwaway copy of the model and random
 inputs of the real shape and batch size: a step's time does not depend on the
-pixel values, and the real model and its optimizer stay untouched.
+pixel values, and the real model and its optimizer stay untouched. The other
+schedules are planned from the real training's first steps instead
+(``trainer_module.budget_keeper``), which costs no extra time.
 """
 
 from __future__ import annotations

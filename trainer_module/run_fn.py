@@ -40,7 +40,7 @@ from trainer_module import (
     worker_outputs,
 )
 from trainer_module.budget_keeper import BudgetKeeper
-from trainer_module.hparams import ModelHParams, default_hparams
+from trainer_module.hparams import COSINE, ModelHParams, default_hparams
 from trainer_module.time_budget import TIME_BUDGET_KEY, EpochPlan, TimeBudget, plan_epochs, run_started_at
 from trainer_module.training_summary import TRAINING_SUMMARY_FILE, training_summary
 
@@ -223,6 +223,20 @@ def fit_verbosity() -> int:
     return 1 if sys.stdout.isatty() else 2
 
 
+def fill_caches(train_dataset: tf.data.Dataset, eval_dataset: tf.data.Dataset) -> int:
+    """One pass over both splits before ``fit``; returns the validation batches per epoch.
+
+    It fills the splits' in-memory caches (decoding and transforming every
+    example), a cost the first epoch would otherwise carry, where it would make
+    the first plan of a time budget (timed on the first epoch's steps, or
+    calibrated) expect every epoch to be slower than it is.
+    """
+    eval_steps = sum(1 for _ in eval_dataset)
+    for _ in train_dataset:
+        pass
+    return eval_steps
+
+
 def plan_budgeted_epochs(
     config: TrainingConfig,
     strategy: tf.distribute.Strategy,
@@ -231,18 +245,16 @@ def plan_budgeted_epochs(
     steps_per_epoch: int,
     budget_started_at: float,
 ) -> tuple[EpochPlan, calibration.StepTimes]:
-    """The epochs that fit ``config.time_budget``, from step times measured here and now.
+    """The epochs that fit ``config.time_budget``, from step times measured here and now, before ``fit``.
 
-    First one pass over both splits: it fills their in-memory caches (decoding
-    and transforming every example, a cost the first epoch would otherwise
-    carry and the plan would not see) and counts the validation batches. Then
-    a throwaway copy of the model times its train and validation steps.
-    The budget counts from ``budget_started_at`` (``time_budget.run_started_at``).
+    For the cosine schedule only, whose end cannot move once training runs;
+    the others are planned inside ``fit`` by the ``BudgetKeeper``. First
+    ``fill_caches``, then a throwaway copy of the model times its train and
+    validation steps (``trainer_module.calibration``). The budget counts from
+    ``budget_started_at`` (``time_budget.run_started_at``).
     """
     assert config.time_budget is not None and config.plans_epochs
-    eval_steps = sum(1 for _ in eval_dataset)
-    for _ in train_dataset:
-        pass
+    eval_steps = fill_caches(train_dataset, eval_dataset)
 
     def throwaway_model() -> keras.Model:
         with strategy.scope():
@@ -320,25 +332,34 @@ def run_fn(fn_args: FnArgs) -> None:
         )
         fit_steps = steps_per_epoch  # the training batches are endless
 
-    # A time budget: plan the epochs now, re-plan them after every epoch (BudgetKeeper).
-    epochs, fit_epochs, budget_record, keeper = config.epochs, config.epochs, None, None
+    # A time budget: the keeper plans the epochs from the first steps of fit and re-plans them
+    # after every epoch; under a cosine schedule, whose end cannot move, a calibration plans them now.
+    epochs, fit_epochs, budget_record, keeper = config.epochs, config.epochs, {}, None
     if config.plans_epochs:
         budget_started_at = run_started_at(started_at)
-        plan, step_times = plan_budgeted_epochs(
-            config, strategy, train_dataset, eval_dataset, steps_per_epoch, budget_started_at
-        )
-        logging.info("%s (train step %.3f s, validation step %.3f s, measured in %.1f s)", plan.describe(),
-                     step_times.train_step_seconds, step_times.eval_step_seconds, step_times.seconds_spent)
-        epochs, fit_epochs = plan.epochs, config.time_budget.max_epochs  # the keeper stops fit
+        fit_epochs = config.time_budget.max_epochs  # the keeper stops fit
+        if config.hparams.lr_schedule == COSINE:
+            plan, step_times = plan_budgeted_epochs(
+                config, strategy, train_dataset, eval_dataset, steps_per_epoch, budget_started_at
+            )
+            logging.info("%s (train step %.3f s, validation step %.3f s, measured in %.1f s)", plan.describe(),
+                         step_times.train_step_seconds, step_times.eval_step_seconds, step_times.seconds_spent)
+            epochs, eval_steps = plan.epochs, None
+            budget_record = {
+                **plan.to_json(),
+                "train_step_seconds": round(step_times.train_step_seconds, 4),
+                "eval_step_seconds": round(step_times.eval_step_seconds, 4),
+                "calibration_seconds": round(step_times.seconds_spent, 2),
+            }
+        else:
+            epochs, eval_steps = fit_epochs, fill_caches(train_dataset, eval_dataset)  # provisional: the longest run
         keeper = BudgetKeeper(
-            config.time_budget, started_at=budget_started_at, steps_per_epoch=steps_per_epoch, planned_epochs=plan.epochs
+            config.time_budget,
+            started_at=budget_started_at,
+            steps_per_epoch=steps_per_epoch,
+            planned_epochs=epochs,
+            eval_steps=eval_steps,
         )
-        budget_record = {
-            **plan.to_json(),
-            "train_step_seconds": round(step_times.train_step_seconds, 4),
-            "eval_step_seconds": round(step_times.eval_step_seconds, 4),
-            "calibration_seconds": round(step_times.seconds_spent, 2),
-        }
 
     with strategy.scope():  # the model's and the optimizer's variables are mirrored on every replica
         model = models.build_model(
@@ -369,7 +390,12 @@ def run_fn(fn_args: FnArgs) -> None:
         )
         if keeper is not None:
             epochs = len(history.epoch)
-            budget_record.update(trained_epochs=epochs, replans=keeper.replans, epoch_seconds=[round(s, 2) for s in keeper.epoch_seconds])
+            budget_record.update(
+                keeper.first_plan or {},
+                trained_epochs=epochs,
+                replans=keeper.replans,
+                epoch_seconds=[round(s, 2) for s in keeper.epoch_seconds],
+            )
         resumed_after = epochs - len(history.epoch)  # epochs restored from the backup, not trained now
         if resumed_after:
             logging.info("Resumed from the backup of epoch %d; trained epochs %d-%d", resumed_after, resumed_after + 1, epochs)
@@ -381,7 +407,7 @@ def run_fn(fn_args: FnArgs) -> None:
             fit_seconds=time.monotonic() - fit_started,
             history=history.history,
             resumed_after_epoch=resumed_after,
-            time_budget=budget_record,
+            time_budget=budget_record or None,
         )
         write_training_summary(model_run_dir, summary)
 

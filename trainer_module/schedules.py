@@ -60,16 +60,18 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
     def warmup_steps(self) -> int:
         return round(float(keras.ops.convert_to_numpy(self._warmup_steps)))
 
-    def retarget(self, total_steps: int) -> None:
+    def retarget(self, total_steps: int, warmup_steps: int | None = None) -> None:
         """Makes the cycle end at ``total_steps`` instead: the rate follows the new end from the next step on.
 
         For a time budget whose epoch count is re-planned during training
         (``budget_keeper.BudgetKeeper``): the decay then still reaches 0 at the
         last step actually trained. The warm-up keeps its length (a re-plan
         after it must not send the rate back up the ramp) unless the new run
-        is shorter than it.
+        is shorter than it, or ``warmup_steps`` gives a new one: the keeper's
+        first plan, made a few steps into a cycle built for a provisional
+        length, gives the warm-up its share of the planned run.
         """
-        warmup_steps = min(self.warmup_steps, total_steps)
+        warmup_steps = min(self.warmup_steps if warmup_steps is None else warmup_steps, total_steps)
         _check_steps(total_steps, warmup_steps)
         self._total_steps.assign(float(total_steps))
         self._warmup_steps.assign(float(warmup_steps))

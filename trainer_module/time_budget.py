@@ -142,12 +142,19 @@ def plan_epochs(
             f"step times must be positive, got train {train_step_seconds}, eval {eval_step_seconds}"
         )
     per_epoch = train_steps_per_epoch * train_step_seconds + eval_steps_per_epoch * eval_step_seconds
+    return plan_epochs_of(budget, started_at=started_at, now=now, seconds_per_epoch=per_epoch)
+
+
+def plan_epochs_of(budget: TimeBudget, *, started_at: float, now: float, seconds_per_epoch: float) -> EpochPlan:
+    """``plan_epochs`` for epochs of ``seconds_per_epoch`` (training and validation) starting at ``now``."""
+    if seconds_per_epoch <= 0:
+        raise ValueError(f"an epoch must take > 0 s, got {seconds_per_epoch}")
     available = budget.seconds_left(started_at=started_at, now=now)
-    fitting = math.floor(available / per_epoch) if available > 0 else 0
+    fitting = math.floor(available / seconds_per_epoch) if available > 0 else 0
     epochs = max(1, min(fitting, budget.max_epochs))
     return EpochPlan(
         epochs=epochs,
-        seconds_per_epoch=per_epoch,
+        seconds_per_epoch=seconds_per_epoch,
         seconds_available=available,
         capped=fitting > budget.max_epochs,
         over_budget=fitting < 1,
