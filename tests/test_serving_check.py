@@ -341,3 +341,9 @@ def test_a_probe_that_hangs_or_dies_is_a_one_line_failure(deep_cnn_export, tmp_p
     [failure] = report["failures"]
     assert failure.startswith("the serving check process exited with code 1: ") and "\n" not in failure
     assert answered == []
+
+
+def test_large_batches_are_timed_fewer_rounds_but_at_least_three() -> None:
+    """Ten rounds of batch 256 would cost the gate as much as scoring the whole test split."""
+    assert [probe.timed_rounds(10, batch) for batch in (1, 32, 256, 1024)] == [10, 10, 4, 3]
+    assert [probe.timed_rounds(rounds, 256) for rounds in (0, 2)] == [0, 2]  # never more than asked

@@ -14,7 +14,8 @@ Run as `python -I probe.py --model-dir DIR --report FILE [...]`. It does what a
    aliases and dtypes, the classification outputs' shapes and dtypes;
 4. checks every response against the signature's declared dtypes and shapes;
 5. times each warm-up request again `--rounds` times (p50/p99 per signature
-   and batch size) and answers the `--requests` file once, writing each
+   and batch size; a large batch only as often as LATENCY_IMAGES allow, but
+   at least MIN_LATENCY_ROUNDS times) and answers the `--requests` file once, writing each
    request with its response to `--responses` as PredictionLog records (TF
    Serving's request-logging format).
 
@@ -68,6 +69,10 @@ CLASSIFY_SCORES = tf.saved_model.CLASSIFY_OUTPUT_SCORES
 # TensorFlow Serving's (saved_model_warmup_util.cc), which TensorFlow has no constant for.
 WARMUP_PATH = "assets.extra/tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000
+# The latency rounds time a request of B images min(rounds, max(3, 1024 // B)) times: 10 rounds
+# of batch 256 cost as much as scoring the whole test split, and 4 give its p50 as well.
+LATENCY_IMAGES = 1024
+MIN_LATENCY_ROUNDS = 3
 # Python packages a serving container does not have; importing one is a failure.
 FORBIDDEN_MODULES = (
     "tfx",
@@ -368,13 +373,20 @@ def replay_warmup(model: ServedModel, model_dir: str, failures: list[str]) -> li
     return replayed
 
 
+def timed_rounds(rounds: int, batch: int) -> int:
+    """How often a request of `batch` images is timed: `rounds`, fewer for large batches (see LATENCY_IMAGES)."""
+    return min(rounds, max(MIN_LATENCY_ROUNDS, LATENCY_IMAGES // max(batch, 1)))
+
+
 def time_requests(model: ServedModel, logs: Sequence[prediction_log_pb2.PredictionLog], rounds: int) -> list[dict[str, Any]]:
-    """Each request answered `rounds` times: the latency rows per signature and batch size."""
+    """Each request answered up to `rounds` times (`timed_rounds`): the latency rows per signature and batch size."""
     timings: dict[tuple[str, int], list[float]] = {}
-    for _ in range(rounds):
+    for round_number in range(rounds):
         for log in logs:
-            _, _, seconds = _timed(model, log)
-            timings.setdefault(signature_and_batch(log), []).append(seconds)
+            key = signature_and_batch(log)
+            if round_number < timed_rounds(rounds, key[1]):
+                _, _, seconds = _timed(model, log)
+                timings.setdefault(key, []).append(seconds)
     return latency_rows(timings)
 
 
