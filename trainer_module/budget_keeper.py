@@ -44,7 +44,7 @@ RECENT_EPOCHS = 3  # the epoch time estimate is the median of this many latest e
 # does not make the plan (and the schedule's end) flip back and forth.
 GROWTH_MARGIN_EPOCHS = 0.5
 FIRST_PLAN_SKIPPED_STEPS = 5  # the first steps trace the train function and warm caches: not timed
-FIRST_PLAN_TIMED_STEPS = 40  # timed for the first plan (~5 s of deep_cnn on 2 cores)
+FIRST_PLAN_TIMED_STEPS = 40  # timed for the first plan (5 to 10 s of deep_cnn on 2 cores)
 # Until the first epoch measures it, a validation step is taken to cost a
 # third of a training step: the forward pass, without backward pass and update.
 EVAL_STEP_SHARE = 1.0 / 3.0
