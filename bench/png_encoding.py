@@ -6,13 +6,12 @@ buys (median seconds per pass over the images, and bytes per image) so the
 claim in its docstring can be re-measured on any machine.
 
     uv run python bench/png_encoding.py                 # full Fashion-MNIST test split
-    uv run python bench/png_encoding.py --rounds 5 --images /path/to/t10k-images-idx3-ubyte.gz
+    uv run python bench/png_encoding.py --rounds 5 --data-dir /path/to/mnist
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import io
 import os
 import statistics
@@ -26,10 +25,8 @@ from PIL import Image
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from bench.pipeline_vs_keras import FASHION_MNIST_DIR  # noqa: E402
+from bench.pipeline_vs_keras import FASHION_MNIST_DIR, load_split  # noqa: E402
 from components.example_gen.image_examples import encode_png  # noqa: E402
-
-IDX_HEADER_BYTES = 16  # magic, count, rows, columns of an IDX image file
 
 
 def pillow_png(image: np.ndarray) -> bytes:
@@ -41,12 +38,10 @@ def pillow_png(image: np.ndarray) -> bytes:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", default=os.path.join(FASHION_MNIST_DIR, "t10k-images-idx3-ubyte.gz"),
-                        help="a gzipped 28x28 IDX image file")
+    parser.add_argument("--data-dir", default=FASHION_MNIST_DIR, help="folder with the IDX files; its t10k images are encoded")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    with gzip.open(args.images) as handle:
-        images = np.frombuffer(handle.read()[IDX_HEADER_BYTES:], np.uint8).reshape(-1, 28, 28)
+    images, _ = load_split(args.data_dir, "t10k")
     encoders: dict[str, Callable[[np.ndarray], bytes]] = {"pillow": pillow_png, "visionpipe": encode_png}
     seconds: dict[str, list[float]] = {name: [] for name in encoders}
     sizes: dict[str, float] = {}
@@ -56,7 +51,7 @@ def main() -> int:
             encoded = [encode(image) for image in images]
             seconds[name].append(time.perf_counter() - started)
             sizes[name] = sum(map(len, encoded)) / len(encoded)
-    print(f"{len(images):,} images of {args.images}, {args.rounds} alternating rounds")
+    print(f"{len(images):,} t10k images of {args.data_dir}, {args.rounds} alternating rounds")
     for name in encoders:
         rounds = ", ".join(f"{value:.3f}" for value in seconds[name])
         print(f"{name}: median {statistics.median(seconds[name]):.3f} s ({rounds}), {sizes[name]:.1f} bytes per image")
