@@ -82,17 +82,21 @@ class BudgetKeeper(keras.callbacks.Callback):
         self.epoch_seconds: list[float] = []
         self.replans: list[dict[str, Any]] = []
         self.first_plan: dict[str, Any] | None = None  # set by the in-fit first plan
-        self._plans_first = eval_steps is not None
         self._epoch = 0
         self._epoch_started = 0.0
         self._timing_started = 0.0
+
+    @property
+    def awaits_first_plan(self) -> bool:
+        """True until the in-fit first plan is made (never when a plan was made before ``fit``)."""
+        return self.eval_steps is not None and self.first_plan is None
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch = epoch
         self._epoch_started = self.clock()
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        if not self._plans_first or self._epoch != 0:
+        if not self.awaits_first_plan or self._epoch != 0:
             return
         steps = batch + 1
         if steps == FIRST_PLAN_SKIPPED_STEPS:
@@ -108,7 +112,7 @@ class BudgetKeeper(keras.callbacks.Callback):
         self.epoch_seconds.append(now - self._epoch_started)
         done = epoch + 1
         per_epoch = statistics.median(self.epoch_seconds[-RECENT_EPOCHS:])
-        if self._plans_first:  # an epoch too short to time its steps in: plan from the whole epoch
+        if self.awaits_first_plan:  # an epoch too short to time its steps in: plan from the whole epoch
             self._plan_first(per_epoch, after_steps=self.steps_per_epoch)
         else:
             left = self.budget.seconds_left(started_at=self.started_at, now=now)
@@ -129,9 +133,9 @@ class BudgetKeeper(keras.callbacks.Callback):
             self.first_plan.update(
                 train_step_seconds=round(step_seconds, 4), eval_step_seconds=round(step_seconds * EVAL_STEP_SHARE, 4)
             )
-        self._plans_first = False
         # The plan counts from this epoch on: a fit resumed from a backup starts past epoch 0.
-        self._apply(min(self._epoch + plan.epochs, self.budget.max_epochs), first=True)
+        self.planned_epochs = min(self._epoch + plan.epochs, self.budget.max_epochs)
+        self._move_schedule_end(self.planned_epochs, first=True)
 
     def replanned_epochs(self, done: int, per_epoch: float, left: float) -> int:
         """The total epochs to train, ``done`` trained, epochs of ``per_epoch`` s, ``left`` s left for training."""
@@ -141,7 +145,7 @@ class BudgetKeeper(keras.callbacks.Callback):
         return max(done, min(done + more, self.budget.max_epochs))
 
     def _change_plan(self, done: int, planned: int, per_epoch: float, left: float) -> None:
-        if not self._apply(planned, first=False):
+        if not self._move_schedule_end(planned, first=False):
             logging.info("time budget: would re-plan to %d epochs, but a cosine schedule cannot move its end", planned)
             return
         logging.info(
@@ -151,7 +155,7 @@ class BudgetKeeper(keras.callbacks.Callback):
         self.replans.append({"after_epoch": done, "from": self.planned_epochs, "to": planned, "epoch_seconds": round(per_epoch, 2)})
         self.planned_epochs = planned
 
-    def _apply(self, planned: int, *, first: bool) -> bool:
+    def _move_schedule_end(self, planned: int, *, first: bool) -> bool:
         """Moves the schedule's end to ``planned`` epochs; False: the schedule cannot move (cosine).
 
         ``first``: the warm-up takes its fraction of the planned run, as if the
@@ -164,6 +168,4 @@ class BudgetKeeper(keras.callbacks.Callback):
             total = planned * self.steps_per_epoch
             warmup = round(schedule.warmup_steps * total / schedule.total_steps) if first else None
             schedule.retarget(total, warmup_steps=warmup)
-        if first:
-            self.planned_epochs = planned
         return True
