@@ -151,6 +151,25 @@ def test_deep_cnn_fits_the_cpu_compute_budget() -> None:
     assert len(model.losses) == 7  # L2 on six conv kernels and the output kernel
 
 
+@pytest.mark.parametrize(
+    "width_multiplier, channels, macs",
+    [
+        # output pixels x 3x3 x in x out per conv, summed by hand, + GAP -> 10 dense
+        (1.5, [48, 48, 96, 96, 192, 192], 53_175_936),
+        (0.5, [16, 16, 32, 32, 64, 64], 5_984_128),
+    ],
+)
+def test_deep_cnn_width_multiplier_scales_every_stage(
+    width_multiplier: float, channels: list[int], macs: int
+) -> None:
+    hparams = dataclasses.replace(default_hparams("deep_cnn"), width_multiplier=width_multiplier)
+    model = build_model("deep_cnn", MNIST_SHAPE, NUM_CLASSES, hparams)
+
+    assert [layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv2D)] == channels
+    assert _macs(model) == macs
+    assert f"{macs:,}" in mnist_models.__doc__
+
+
 def test_augmentation_is_identity_at_inference() -> None:
     augmentation = build_model("deep_cnn", MNIST_SHAPE, NUM_CLASSES).get_layer("augmentation")
     images = _digit_like_batch()

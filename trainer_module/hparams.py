@@ -58,7 +58,7 @@ class ModelHParams:
     # Decoupled (AdamW-style) weight decay in the optimizer, on every trainable
     # variable; 0 = none. Unlike `l2` it is not part of the loss.
     weight_decay: float = 0.0
-    width_multiplier: float = 1.0  # mobilenet_v2's alpha, resnet9's channel factor
+    width_multiplier: float = 1.0  # mobilenet_v2's alpha; resnet9's and deep_cnn's channel factor
     # deep_cnn's augmentation policy, one of AUGMENTATION_POLICIES: "seed" (the
     # MNIST seed's rotations, shifts, contrast/brightness, noise) or
     # "flip_shift" (horizontal flips + shifts, for mirror-symmetric classes
