@@ -170,6 +170,31 @@ def test_deep_cnn_width_multiplier_scales_every_stage(
     assert f"{macs:,}" in mnist_models.__doc__
 
 
+def test_ema_momentum_leaves_the_moving_average_of_the_weights_after_fit() -> None:
+    momentum = 0.5
+    hparams = dataclasses.replace(default_hparams("deep_cnn"), ema_momentum=momentum, augment=False)
+    model = build_model("deep_cnn", MNIST_SHAPE, NUM_CLASSES, hparams)
+    kernel = next(layer for layer in model.layers if isinstance(layer, keras.layers.Dense)).kernel
+    after_each_step: list[np.ndarray] = []  # the raw weights: EMA replaces them only when fit ends
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: after_each_step.append(keras.ops.convert_to_numpy(kernel))
+    )
+    images = np.random.default_rng(0).normal(size=(4 * BATCH, *MNIST_SHAPE)).astype("float32")
+    labels = np.arange(4 * BATCH) % NUM_CLASSES
+
+    model.fit(images, labels, batch_size=BATCH, epochs=1, shuffle=False, verbose=0, callbacks=[record])
+
+    expected = after_each_step[0]
+    for weights in after_each_step[1:]:
+        expected = momentum * expected + (1.0 - momentum) * weights
+    assert len(after_each_step) == 4
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(kernel), expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(expected, after_each_step[-1])
+    assert not build_model("deep_cnn", MNIST_SHAPE, NUM_CLASSES).optimizer.use_ema
+    with pytest.raises(ValueError, match="ema_momentum"):
+        ModelHParams(ema_momentum=1.0)
+
+
 def test_augmentation_is_identity_at_inference() -> None:
     augmentation = build_model("deep_cnn", MNIST_SHAPE, NUM_CLASSES).get_layer("augmentation")
     images = _digit_like_batch()

@@ -58,6 +58,10 @@ class ModelHParams:
     # Decoupled (AdamW-style) weight decay in the optimizer, on every trainable
     # variable; 0 = none. Unlike `l2` it is not part of the loss.
     weight_decay: float = 0.0
+    # Exponential moving average of the trainable weights (Keras' optimizer
+    # `use_ema`), which replaces them when `fit` ends; 0 = none. Batch-norm's
+    # moving statistics are not averaged: they follow the last ~100 steps.
+    ema_momentum: float = 0.0
     width_multiplier: float = 1.0  # mobilenet_v2's alpha; resnet9's and deep_cnn's channel factor
     # deep_cnn's augmentation policy, one of AUGMENTATION_POLICIES: "seed" (the
     # MNIST seed's rotations, shifts, contrast/brightness, noise) or
@@ -81,6 +85,8 @@ class ModelHParams:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 <= self.lr_warmup_fraction <= 1.0:
             raise ValueError(f"lr_warmup_fraction must be in [0, 1], got {self.lr_warmup_fraction}")
+        if not 0.0 <= self.ema_momentum < 1.0:
+            raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}")
         if self.width_multiplier <= 0.0:
             raise ValueError(f"width_multiplier must be > 0, got {self.width_multiplier}")
 

@@ -81,6 +81,8 @@ def build_model(
             learning_rate=schedules.learning_rate(hparams, steps_per_epoch, epochs),
             beta_1=hparams.adam_beta1,
             weight_decay=hparams.weight_decay or None,
+            use_ema=hparams.ema_momentum > 0.0,
+            ema_momentum=hparams.ema_momentum or 0.99,
         ),
         loss=_loss(hparams),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
