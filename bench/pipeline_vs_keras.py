@@ -95,12 +95,15 @@ def standardized_splits(data_dir: str) -> StandardizedSplits:
     )
 
 
-def plain_keras(config: configs.RunConfig, work_dir: str, epochs: int) -> dict:
+def plain_keras(config: configs.RunConfig, work_dir: str, epochs: int, augmentation_off: bool) -> dict:
     """The tutorial-style baseline: NumPy arrays in memory, standardize, fit, evaluate.
 
     Model, hyperparameters and batch size come from the very same RunConfig ->
     Trainer custom_config translation the pipeline uses; ``epochs`` are the
-    ones the pipeline's Trainer trained.
+    ones the pipeline's Trainer trained. ``augmentation_off``: the Trainer's
+    first plan switched augmentation (and so mirror averaging) off
+    (trainer_module.budget_keeper); this script then trains without it from
+    the first step, where the Trainer's first 45 steps were still augmented.
     """
     from pipeline import definition
     import keras
@@ -114,11 +117,12 @@ def plain_keras(config: configs.RunConfig, work_dir: str, epochs: int) -> dict:
     started = time.monotonic()
     splits = standardized_splits(config.data_dir)
     accelerator.configure_accelerator(training.precision)
+    hparams = dataclasses.replace(training.hparams, augment=False, test_time_flip=False) if augmentation_off else training.hparams
     model = models.build_model(
         training.model,
         training.image_shape,
         len(training.class_names),
-        training.hparams,
+        hparams,
         steps_per_epoch=math.ceil(len(splits.x_train) / training.batch_size),
         epochs=training.epochs,
     )
@@ -135,12 +139,12 @@ def plain_keras(config: configs.RunConfig, work_dir: str, epochs: int) -> dict:
         validation_data=(splits.x_eval, splits.y_eval),
         epochs=training.epochs,
         batch_size=training.batch_size,
-        callbacks=[*callbacks.training_callbacks(os.path.join(work_dir, "keras_logs"), training.hparams), epoch_timer],
+        callbacks=[*callbacks.training_callbacks(os.path.join(work_dir, "keras_logs"), hparams), epoch_timer],
         verbose=2,
     )
     fitted = time.monotonic()
     probabilities = model.predict(splits.x_test, batch_size=512, verbose=0)
-    if training.hparams.test_time_flip:  # as the pipeline's exported model does (trainer_module.serving)
+    if hparams.test_time_flip:  # as the pipeline's exported model does (trainer_module.serving)
         probabilities = (probabilities + model.predict(splits.x_test[:, :, ::-1], batch_size=512, verbose=0)) / 2
     test_accuracy = (probabilities.argmax(axis=1) == splits.y_test).mean()
     return {
@@ -261,7 +265,8 @@ def main() -> int:
         accuracy_threshold=0.0,
     ).absolute()
     pipeline = run_pipeline(config)
-    keras = plain_keras(config, run_dir, pipeline["training"]["epochs"])
+    augmentation_off = bool((pipeline["training"].get("time_budget") or {}).get("augmentation_off"))
+    keras = plain_keras(config, run_dir, pipeline["training"]["epochs"], augmentation_off)
     train_and_eval = sources["train"].count
     counts = {
         "all": train_and_eval + sources["t10k"].count,

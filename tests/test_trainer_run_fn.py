@@ -9,6 +9,7 @@ from __future__ import annotations
 import types
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -212,6 +213,47 @@ def test_the_budget_keeper_plans_from_the_first_training_steps_and_scales_the_wa
     # The warm-up is 20 % of the planned 150 steps, not of the provisional 400.
     assert (schedule.total_steps, schedule.warmup_steps) == (150, 30)
     assert float(schedule(int(model.optimizer.iterations))) == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize(("budget_seconds", "planned", "augmentation_off"), [(11.0, 2, True), (16.0, 3, False)])
+def test_a_first_plan_of_two_epochs_or_fewer_trains_on_without_augmentation(
+    budget_seconds: float, planned: int, augmentation_off: bool
+) -> None:
+    from trainer_module import budget_keeper
+    from trainer_module.budget_keeper import BudgetKeeper
+    from trainer_module.models.layers import Augmentation
+    from trainer_module.time_budget import TimeBudget
+
+    steps, step_seconds = 50, 0.1
+    rng = np.random.default_rng(2)
+    images = rng.standard_normal((steps, *IMAGE_SHAPE)).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices((images, rng.integers(0, 10, size=steps))).batch(1)
+    budget = TimeBudget(seconds=budget_seconds, reserve_seconds=0.0, max_epochs=8)
+    hparams = ModelHParams(learning_rate=0.01, lr_schedule=ONE_CYCLE)
+    model = build_model("lenet5", IMAGE_SHAPE, 10, hparams, steps_per_epoch=steps, epochs=budget.max_epochs)
+    clock = lambda: float(model.optimizer.iterations) * step_seconds  # noqa: E731  (0.1 s a step)
+    keeper = BudgetKeeper(
+        budget, started_at=0.0, steps_per_epoch=steps, planned_epochs=budget.max_epochs, eval_steps=3, clock=clock
+    )
+    augmentation = next(layer for layer in model.layers if isinstance(layer, Augmentation))
+    # The random layers' seed states move on every augmented step, and only then.
+    seed_states: list[list[np.ndarray]] = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: seed_states.append(
+            [keras.ops.convert_to_numpy(v) for v in augmentation.variables]
+        )
+    )
+
+    history = model.fit(dataset, epochs=budget.max_epochs, verbose=0, callbacks=[keeper, record])
+
+    planned_at = budget_keeper.FIRST_PLAN_SKIPPED_STEPS + budget_keeper.FIRST_PLAN_TIMED_STEPS
+    assert len(history.epoch) == planned == keeper.first_plan["epochs"]
+    assert keeper.augmentation_off is augmentation_off and augmentation.enabled is not augmentation_off
+    assert keeper.first_plan.get("augmentation_off", False) is augmentation_off
+    moved = [not all(np.array_equal(a, b) for a, b in zip(before, after))
+             for before, after in zip(seed_states, seed_states[1:])]
+    assert all(moved[: planned_at - 1])  # augmented up to the first plan
+    assert any(moved[planned_at:]) is not augmentation_off  # and after it only if still on
 
 
 def test_an_epoch_too_short_to_time_is_planned_at_its_end(accessor: _DataAccessor) -> None:

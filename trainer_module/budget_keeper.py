@@ -19,6 +19,15 @@ of the budget, and moves the end of the one-cycle schedule so that the
 learning rate still reaches 0 at the last step trained. It stops ``fit``
 when the planned epochs are done.
 
+Why a short first plan switches augmentation off: in a budget of one or two
+epochs (the fast profile's on 2 cores) the network under-fits, and random
+flips and shifts cost more than they give (README, Benchmark: 88.45 %
+without against 87.1 % with them after one epoch of deep_cnn). The switch
+is made at the first plan, because only then is the budget's epoch count
+known; later re-plans leave it as it is. A network trained without flips
+gains nothing from averaging with mirror images, so the export then leaves
+mirror averaging out (``augmentation_off``, read by trainer_module.run_fn).
+
 The exponential schedule needs no retargeting (it decays per epoch, not
 towards an end); stock ``CosineDecay`` cannot be retargeted, so under it the
 Trainer plans before ``fit`` from the calibration and that first plan stands.
@@ -36,6 +45,7 @@ import keras
 from absl import logging
 
 from trainer_module.callbacks import learning_rate_schedule
+from trainer_module.models.layers import Augmentation
 from trainer_module.schedules import OneCycle
 from trainer_module.time_budget import TimeBudget, plan_epochs_of
 
@@ -48,6 +58,7 @@ FIRST_PLAN_TIMED_STEPS = 40  # timed for the first plan (5 to 10 s of deep_cnn o
 # Until the first epoch measures it, a validation step is taken to cost a
 # third of a training step: the forward pass, without backward pass and update.
 EVAL_STEP_SHARE = 1.0 / 3.0
+SHORT_BUDGET_EPOCHS = 2  # a first plan of at most this many epochs trains on without augmentation
 
 
 class BudgetKeeper(keras.callbacks.Callback):
@@ -82,6 +93,7 @@ class BudgetKeeper(keras.callbacks.Callback):
         self.epoch_seconds: list[float] = []
         self.replans: list[dict[str, Any]] = []
         self.first_plan: dict[str, Any] | None = None  # set by the in-fit first plan
+        self.augmentation_off = False  # set by a first plan of at most SHORT_BUDGET_EPOCHS
         self._epoch = 0
         self._epoch_started = 0.0
         self._timing_started = 0.0
@@ -136,6 +148,19 @@ class BudgetKeeper(keras.callbacks.Callback):
         # The plan counts from this epoch on: a fit resumed from a backup starts past epoch 0.
         self.planned_epochs = min(self._epoch + plan.epochs, self.budget.max_epochs)
         self._move_schedule_end(self.planned_epochs, first=True)
+        if self.planned_epochs <= SHORT_BUDGET_EPOCHS and self._switch_off_augmentation():
+            self.first_plan["augmentation_off"] = True
+
+    def _switch_off_augmentation(self) -> bool:
+        """Makes the model's augmentation the identity from the next step on; False: it has none on."""
+        layer = next((layer for layer in self.model.layers if isinstance(layer, Augmentation)), None)
+        if layer is None or not layer.enabled:
+            return False
+        layer.enabled = False
+        self.model.make_train_function(force=True)  # the train step was traced with augmentation
+        self.augmentation_off = True
+        logging.info("time budget: %d epochs or fewer, so the rest trains without augmentation", SHORT_BUDGET_EPOCHS)
+        return True
 
     def replanned_epochs(self, done: int, per_epoch: float, left: float) -> int:
         """The total epochs to train, ``done`` trained, epochs of ``per_epoch`` s, ``left`` s left for training."""

@@ -422,5 +422,6 @@ def run_fn(fn_args: FnArgs) -> None:
             config.class_names,
             config.image_shape,
             serving_model_dir,
-            test_time_flip=config.hparams.test_time_flip,
+            # Mirror averaging only helps a network trained on mirror images.
+            test_time_flip=config.hparams.test_time_flip and not (keeper is not None and keeper.augmentation_off),
         )

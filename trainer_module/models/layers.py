@@ -25,9 +25,21 @@ class Augmentation(keras.Sequential):
     after them through Keras's call context. Defaulting the container to
     ``training=False`` makes direct calls inference calls; ``fit`` still passes
     ``training=True`` explicitly.
+
+    ``enabled = False`` makes it the identity in training too, for a budget of
+    one or two epochs, where augmentation costs more accuracy than it gives
+    (trainer_module.budget_keeper). It is read when Keras traces the train
+    step, so whoever changes it mid-``fit`` retraces it
+    (``model.make_train_function(force=True)``).
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.enabled = True
+
     def call(self, inputs: Any, training: bool = False, mask: Any = None, **kwargs: Any) -> Any:
+        if not self.enabled:
+            return inputs
         return super().call(inputs, training=training, mask=mask, **kwargs)
 
 
