@@ -98,13 +98,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_body(self, body: bytes) -> None:
         """The body, honestly or in one of the hostile ways ``site`` asks for."""
+        # Read once: a test turns the drip off while an earlier reply may still be dripping
+        # (a handler thread outlives its client's deadline, even its test).
+        drip_seconds = self.site.drip_seconds
         if self.site.endless:  # 64 MiB at most: an uncapped client fails instead of hanging
             for _ in range(1024):
                 self.wfile.write(bytes(_BLOCK))
-        elif self.site.drip_seconds is not None:
+        elif drip_seconds is not None:
             for i in range(len(body)):
                 self.wfile.write(body[i : i + 1])
-                time.sleep(self.site.drip_seconds)
+                time.sleep(drip_seconds)
         else:
             end, self.site.drop_after = self.site.drop_after, None
             self.wfile.write(body[:end])
