@@ -117,7 +117,7 @@ def plain_keras(config: configs.RunConfig, work_dir: str, epochs: int, augmentat
     started = time.monotonic()
     splits = standardized_splits(config.data_dir)
     accelerator.configure_accelerator(training.precision)
-    hparams = dataclasses.replace(training.hparams, augment=False, test_time_flip=False) if augmentation_off else training.hparams
+    hparams = training.hparams.without_augmentation() if augmentation_off else training.hparams
     model = models.build_model(
         training.model,
         training.image_shape,

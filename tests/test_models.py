@@ -195,6 +195,12 @@ def test_ema_momentum_leaves_the_moving_average_of_the_weights_after_fit() -> No
         ModelHParams(ema_momentum=1.0)
 
 
+def test_without_augmentation_also_drops_mirror_averaging() -> None:
+    hparams = ModelHParams(augmentation="flip_shift", test_time_flip=True, learning_rate=3e-3)
+
+    assert hparams.without_augmentation() == dataclasses.replace(hparams, augment=False, test_time_flip=False)
+
+
 def test_augmentation_is_identity_at_inference() -> None:
     augmentation = build_model("deep_cnn", MNIST_SHAPE, NUM_CLASSES).get_layer("augmentation")
     images = _digit_like_batch()

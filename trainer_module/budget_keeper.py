@@ -93,10 +93,14 @@ class BudgetKeeper(keras.callbacks.Callback):
         self.epoch_seconds: list[float] = []
         self.replans: list[dict[str, Any]] = []
         self.first_plan: dict[str, Any] | None = None  # set by the in-fit first plan
-        self.augmentation_off = False  # set by a first plan of at most SHORT_BUDGET_EPOCHS
         self._epoch = 0
         self._epoch_started = 0.0
         self._timing_started = 0.0
+
+    @property
+    def augmentation_off(self) -> bool:
+        """True once a first plan of at most ``SHORT_BUDGET_EPOCHS`` switched augmentation off."""
+        return bool((self.first_plan or {}).get("augmentation_off"))
 
     @property
     def awaits_first_plan(self) -> bool:
@@ -158,7 +162,6 @@ class BudgetKeeper(keras.callbacks.Callback):
             return False
         layer.enabled = False
         self.model.make_train_function(force=True)  # the train step was traced with augmentation
-        self.augmentation_off = True
         logging.info("time budget: %d epochs or fewer, so the rest trains without augmentation", SHORT_BUDGET_EPOCHS)
         return True
 

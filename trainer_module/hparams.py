@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from trainer_module import model_names
@@ -89,6 +90,19 @@ class ModelHParams:
             raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}")
         if self.width_multiplier <= 0.0:
             raise ValueError(f"width_multiplier must be > 0, got {self.width_multiplier}")
+
+    def scaled_widths(self, widths: Sequence[int]) -> list[int]:
+        """A network's channel counts at ``width_multiplier``, rounded, at least 1 each."""
+        return [max(1, round(channels * self.width_multiplier)) for channels in widths]
+
+    def without_augmentation(self) -> "ModelHParams":
+        """These hyperparameters with augmentation off, and so mirror averaging too.
+
+        A network that never trained on mirror images only loses by averaging
+        with them (trainer_module.budget_keeper switches augmentation off in a
+        budget of one or two epochs).
+        """
+        return dataclasses.replace(self, augment=False, test_time_flip=False)
 
 
 # Each model's changes to the ModelHParams defaults; tutorial_cnn, lenet5 and

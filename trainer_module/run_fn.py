@@ -411,6 +411,10 @@ def run_fn(fn_args: FnArgs) -> None:
         )
         write_training_summary(model_run_dir, summary)
 
+        # What the network was trained with: a short budget's keeper may have switched augmentation off.
+        trained_hparams = (
+            config.hparams.without_augmentation() if keeper is not None and keeper.augmentation_off else config.hparams
+        )
         # Served in float32 whatever the training precision (accelerator.float32_twin).
         serving_model = accelerator.float32_twin(
             model,
@@ -422,6 +426,5 @@ def run_fn(fn_args: FnArgs) -> None:
             config.class_names,
             config.image_shape,
             serving_model_dir,
-            # Mirror averaging only helps a network trained on mirror images.
-            test_time_flip=config.hparams.test_time_flip and not (keeper is not None and keeper.augmentation_off),
+            test_time_flip=trained_hparams.test_time_flip,
         )

@@ -82,7 +82,7 @@ def build_model(
             beta_1=hparams.adam_beta1,
             weight_decay=hparams.weight_decay or None,
             use_ema=hparams.ema_momentum > 0.0,
-            ema_momentum=hparams.ema_momentum or 0.99,
+            ema_momentum=hparams.ema_momentum,  # Keras checks it only with use_ema
         ),
         loss=_loss(hparams),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],

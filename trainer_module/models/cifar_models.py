@@ -136,7 +136,7 @@ def resnet9(
     the architecture; use 0.5 or 1.0 on a GPU.
     """
     regularizer = keras.regularizers.L2(hparams.l2)
-    widths = [max(1, round(channels * hparams.width_multiplier)) for channels in RESNET9_WIDTHS]
+    widths = hparams.scaled_widths(RESNET9_WIDTHS)
     x = _conv_bn_relu(_augmented(inputs, hparams), widths[0], regularizer, "prep")
     for stage, width_index, residual in _RESNET9_STAGES:
         x = _conv_bn_relu(x, widths[width_index], regularizer, stage)

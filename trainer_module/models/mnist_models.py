@@ -103,7 +103,7 @@ def deep_cnn(
     to a better accuracy per epoch but not per minute (README, Benchmark).
     """
     regularizer = keras.regularizers.L2(hparams.l2)
-    narrow, middle, wide = (max(1, round(c * hparams.width_multiplier)) for c in DEEP_CNN_WIDTHS)
+    narrow, middle, wide = hparams.scaled_widths(DEEP_CNN_WIDTHS)
     x = _augmentation(hparams.augmentation)(inputs) if hparams.augment else inputs
     x = _conv_bn_lrelu(x, narrow, 1, regularizer, name="block1")
     x = _conv_bn_lrelu(x, narrow, 1, regularizer, name="block2")
