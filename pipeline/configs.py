@@ -40,10 +40,21 @@ SERVING_CHECKS = (SERVING_GATE, INFRA_VALIDATOR)
 # runners online). One in-process worker: on 2 cores, worker processes cost
 # more in pickling than they win in parallelism, and in-process keeps the
 # tfx-bsl shim (components/tfx_bsl_compat.py) that worker processes would lack.
+#
+# LOCAL_WORKERS_NEED_NO_PACKAGES: unless the Beam arguments name the workers'
+# dependencies (`--requirements_file`, `--extra_packages`, `--setup_file`, an SDK
+# image), every TFX Beam executor copies TFX's installed tree and runs `setup.py
+# sdist` on it (tfx/utils/dependency_utils.py), 1.3-1.8 s per Beam component, to
+# stage it for remote workers. The FnApiRunner stages nothing (only Dataflow's and
+# the portable runners' stager read these flags): its worker is this interpreter,
+# or, with `multi_processing`, subprocesses of it. An empty requirements file says
+# so: the workers need nothing installed beyond what is.
+LOCAL_WORKERS_NEED_NO_PACKAGES = f"--requirements_file={os.devnull}"
 IN_PROCESS_BEAM_ARGS = (
     "--runner=FnApiRunner",
     "--direct_running_mode=in_memory",
     "--direct_num_workers=1",
+    LOCAL_WORKERS_NEED_NO_PACKAGES,
 )
 MAX_BEAM_WORKERS = 256
 
@@ -58,7 +69,12 @@ def local_beam_args(workers: int) -> tuple[str, ...]:
     """
     if workers == 1:
         return IN_PROCESS_BEAM_ARGS
-    return ("--runner=FnApiRunner", "--direct_running_mode=multi_processing", f"--direct_num_workers={workers}")
+    return (
+        "--runner=FnApiRunner",
+        "--direct_running_mode=multi_processing",
+        f"--direct_num_workers={workers}",
+        LOCAL_WORKERS_NEED_NO_PACKAGES,
+    )
 
 # Allowed drop in accuracy relative to the latest blessed model before a new one
 # is refused (0 means "no worse than").

@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+from tfx.utils import dependency_utils
 
 from components import tfx_bsl_compat
 from pipeline import configs, local_runner
@@ -44,11 +45,26 @@ def test_worker_pythonpath_puts_the_site_first_once():
 def test_one_worker_is_in_process_and_several_are_worker_processes():
     assert configs.local_beam_args(1) == configs.IN_PROCESS_BEAM_ARGS
     assert configs.local_beam_args(3) == (
-        "--runner=FnApiRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=3"
+        "--runner=FnApiRunner",
+        "--direct_running_mode=multi_processing",
+        "--direct_num_workers=3",
+        configs.LOCAL_WORKERS_NEED_NO_PACKAGES,
     )
     assert local_runner.config_from_environment({"VISIONPIPE_BEAM_WORKERS": "4"}).beam_workers == 4
     with pytest.raises(configs.ConfigError, match="beam_workers must be from 1"):
         configs.RunConfig(beam_workers=0)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_tfx_builds_no_package_of_itself_for_local_workers(workers, monkeypatch):
+    """TFX's own check (tfx/utils/dependency_utils.py), which every Beam executor runs at its start:
+    without a dependency flag it copies TFX's tree and runs `setup.py sdist` to add an --extra_package."""
+    monkeypatch.setattr(dependency_utils, "build_ephemeral_package", lambda: pytest.fail("TFX built its sdist"))
+    arguments = list(configs.local_beam_args(workers))
+    assert dependency_utils.make_beam_dependency_flags(arguments) == arguments
+    without_the_flag = [argument for argument in arguments if argument != configs.LOCAL_WORKERS_NEED_NO_PACKAGES]
+    monkeypatch.setattr(dependency_utils, "build_ephemeral_package", lambda: "/tmp/tfx_ephemeral.tar.gz")
+    assert dependency_utils.make_beam_dependency_flags(without_the_flag)[-1] == "--extra_package=/tmp/tfx_ephemeral.tar.gz"
 
 
 def test_the_data_stages_run_on_two_worker_processes(idx_dir, tmp_path, monkeypatch):

@@ -74,6 +74,17 @@ def test_run_pushes_a_blessed_model_and_writes_the_summary(first_run):
     assert "val_accuracy: " in epoch_lines[-1] and "learning_rate: " in epoch_lines[-1]
 
 
+def test_transform_leaves_the_statistics_to_statistics_gen(first_run):
+    """Transform's own TFDV pass over the train split (`disable_statistics`) would repeat StatisticsGen's."""
+    output_dir = first_run[3]
+    transform = os.path.join(output_dir, "tfx", "visionpipe-mnist", "Transform")
+    graphs = glob.glob(os.path.join(transform, "transform_graph", "*"))
+    assert graphs and all(os.path.isdir(os.path.join(graph, "transform_fn")) for graph in graphs)
+    written = {name for _, folders, files in os.walk(transform) for name in folders + files}
+    assert not written & {"pre_transform_stats", "post_transform_stats", "pre_transform_feature_stats",
+                          "post_transform_feature_stats", "FeatureStats.pb"}
+
+
 def infra_blessings(output_dir: str) -> list[tuple[str, int, int]]:
     """(uri, blessed, has_model) of every InfraBlessing, through ML Metadata's own API."""
     from ml_metadata.metadata_store import metadata_store
