@@ -33,6 +33,7 @@ tfx_bsl_compat.install()
 
 import tensorflow_model_analysis as tfma  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
+from tensorflow_model_analysis.proto import config_pb2  # noqa: E402  (tfma re-exports its protos only once TFX is imported)
 
 from bench.alternation import alternate  # noqa: E402
 from components import prediction_outcome  # noqa: E402
@@ -44,9 +45,9 @@ from tfx.utils import path_utils  # noqa: E402
 from trainer_module import features  # noqa: E402
 
 
-def minimal_config(full: tfma.EvalConfig) -> tfma.EvalConfig:
+def minimal_config(full: config_pb2.EvalConfig) -> config_pb2.EvalConfig:
     """The full config cut back to accuracy + example count on the per-class slices."""
-    config = tfma.EvalConfig()
+    config = type(full)()
     config.CopyFrom(full)
     del config.slicing_specs[:]
     config.slicing_specs.extend(

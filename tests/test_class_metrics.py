@@ -101,3 +101,24 @@ def test_overall_values_are_the_textbook_definitions(both):
             assert math.isnan(overall[c]["precision"])
         else:
             assert overall[c]["precision"] == pytest.approx(hits / np.sum(predicted == c))
+
+
+def test_the_eval_config_builds_in_a_process_that_never_imported_tfx():
+    """TFMA 0.52 has `tfma.EvalConfig` & co. only once TFX has set them (tfx/types/standard_component_specs.py):
+    bench/evaluator_cost.py builds the config before anything imports TFX."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from components import tfx_bsl_compat\n"
+        "tfx_bsl_compat.install()\n"
+        "from pipeline.eval_config import make_eval_config\n"
+        "config = make_eval_config(0.5, 0.0, num_classes=10)\n"
+        "assert 'tfx' not in sys.modules, 'TFX was imported'\n"
+        "print(len(config.slicing_specs))\n"
+    )
+    repo_root = __file__.rsplit("/tests/", 1)[0]
+    done = subprocess.run([sys.executable, "-c", script], cwd=repo_root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["4"]
