@@ -95,12 +95,16 @@ def standardized_splits(data_dir: str) -> StandardizedSplits:
     )
 
 
-def plain_keras(config: configs.RunConfig, work_dir: str, epochs: int, augmentation_off: bool) -> dict:
+def plain_keras(
+    config: configs.RunConfig, work_dir: str, epochs: int, augmentation_off: bool, steps: int | None = None
+) -> dict:
     """The tutorial-style baseline: NumPy arrays in memory, standardize, fit, evaluate.
 
     Model, hyperparameters and batch size come from the very same RunConfig ->
     Trainer custom_config translation the pipeline uses; ``epochs`` are the
-    ones the pipeline's Trainer trained. ``augmentation_off``: the Trainer's
+    ones the pipeline's Trainer trained, and ``steps`` its training steps when
+    its time budget ended the last epoch early (trainer_module.budget_keeper):
+    the one-cycle then ends at that step here too, where fit stops. ``augmentation_off``: the Trainer's
     first plan switched augmentation (and so mirror averaging) off
     (trainer_module.budget_keeper); this script then trains without it from
     the first step, where the Trainer's first 45 steps were still augmented.
@@ -110,6 +114,7 @@ def plain_keras(config: configs.RunConfig, work_dir: str, epochs: int, augmentat
 
     from trainer_module import accelerator, callbacks, models
     from trainer_module.run_fn import TrainingConfig
+    from trainer_module.schedules import OneCycle
 
     training = TrainingConfig.from_custom_config(
         {**definition.training_custom_config(config), "model": config.model, "epochs": epochs, "batch_size": config.batch_size}
@@ -118,14 +123,25 @@ def plain_keras(config: configs.RunConfig, work_dir: str, epochs: int, augmentat
     splits = standardized_splits(config.data_dir)
     accelerator.configure_accelerator(training.precision)
     hparams = training.hparams.without_augmentation() if augmentation_off else training.hparams
+    steps_per_epoch = math.ceil(len(splits.x_train) / training.batch_size)
     model = models.build_model(
         training.model,
         training.image_shape,
         len(training.class_names),
         hparams,
-        steps_per_epoch=math.ceil(len(splits.x_train) / training.batch_size),
+        steps_per_epoch=steps_per_epoch,
         epochs=training.epochs,
     )
+    stop_at_step: list[keras.callbacks.Callback] = []
+    if steps is not None and steps < steps_per_epoch * training.epochs:
+        schedule = callbacks.learning_rate_schedule(model.optimizer)
+        if isinstance(schedule, OneCycle):  # as the keeper's first plan retargets it: warm-up in proportion
+            schedule.retarget(steps, warmup_steps=round(schedule.warmup_steps * steps / schedule.total_steps))
+        def stop_at(batch: int, logs: dict | None) -> None:
+            if int(model.optimizer.iterations) >= steps:
+                model.stop_training = True
+
+        stop_at_step.append(keras.callbacks.LambdaCallback(on_train_batch_end=stop_at))
     epoch_seconds: list[float] = []
     epoch_started = [0.0]
     epoch_timer = keras.callbacks.LambdaCallback(
@@ -139,7 +155,7 @@ def plain_keras(config: configs.RunConfig, work_dir: str, epochs: int, augmentat
         validation_data=(splits.x_eval, splits.y_eval),
         epochs=training.epochs,
         batch_size=training.batch_size,
-        callbacks=[*callbacks.training_callbacks(os.path.join(work_dir, "keras_logs"), hparams), epoch_timer],
+        callbacks=[*callbacks.training_callbacks(os.path.join(work_dir, "keras_logs"), hparams), epoch_timer, *stop_at_step],
         verbose=2,
     )
     fitted = time.monotonic()
@@ -152,6 +168,8 @@ def plain_keras(config: configs.RunConfig, work_dir: str, epochs: int, augmentat
         "fit_seconds": round(fitted - prepared, 2),
         "epoch_seconds": [round(value, 2) for value in epoch_seconds],
         "train_examples": len(splits.y_train),
+        "trained_steps": int(model.optimizer.iterations),
+        "steps_per_epoch": steps_per_epoch,
         "test_accuracy": float(test_accuracy),
     }
 
@@ -190,11 +208,14 @@ def median_epoch_rows(pipeline: dict, keras: dict) -> list[tuple[str, str, str]]
     planned the run (the BudgetKeeper records them); with --epochs they are not.
     """
     budget = pipeline["training"].get("time_budget") or {}
-    if not budget.get("epoch_seconds") or not keras.get("epoch_seconds"):
+    # Whole epochs only: a last epoch the budget ended early is shorter by design.
+    whole = keras["trained_steps"] // keras["steps_per_epoch"]
+    ours_whole, theirs_whole = (budget.get("epoch_seconds") or [])[:whole], keras.get("epoch_seconds", [])[:whole]
+    if not ours_whole or not theirs_whole:
         return []
-    ours, theirs = statistics.median(budget["epoch_seconds"]), statistics.median(keras["epoch_seconds"])
+    ours, theirs = statistics.median(ours_whole), statistics.median(theirs_whole)
     return [
-        ("median epoch seconds (train + validation)", f"{ours:.1f}", f"{theirs:.1f}"),
+        ("median epoch seconds (train + validation; whole epochs)", f"{ours:.1f}", f"{theirs:.1f}"),
         ("plain Keras median epoch / pipeline median epoch", f"{theirs / ours:.3f}", ""),
     ]
 
@@ -205,6 +226,7 @@ def render_table(pipeline: dict, keras: dict, counts: dict) -> str:
     total = pipeline["total_seconds"]
     overhead = total - fit
     epochs = pipeline["training"]["epochs"]
+    trained_epochs = keras["trained_steps"] / keras["steps_per_epoch"]  # the same steps, the last epoch maybe partial
     rows = [("Component", "wall s", "examples/s")]
     for name, value in seconds.items():
         split = STAGE_EXAMPLES.get(name)
@@ -217,10 +239,11 @@ def render_table(pipeline: dict, keras: dict, counts: dict) -> str:
     ]
     lines = ["| " + " | ".join(row) + " |" for row in rows]
     lines.insert(1, "|---|---:|---:|")
-    pipeline_rate = counts["train"] * epochs / fit
-    keras_rate = keras["train_examples"] * epochs / keras["fit_seconds"]
+    pipeline_rate = counts["train"] * trained_epochs / fit
+    keras_rate = keras["train_examples"] * trained_epochs / keras["fit_seconds"]
+    trained = f"{epochs} ({keras['trained_steps']} steps)"
     figures = [
-        ("epochs (planned by the Trainer for a time budget, or pinned)", f"{epochs}", f"{epochs}"),
+        ("epochs (planned by the Trainer for a time budget, or pinned; the last may be partial)", trained, trained),
         ("Trainer images/s (model.fit)", f"{pipeline_rate:,.0f}", f"{keras_rate:,.0f}"),
         ("Trainer images/s / plain Keras images/s", f"{pipeline_rate / keras_rate:.3f}", ""),
         *median_epoch_rows(pipeline, keras),
@@ -265,8 +288,10 @@ def main() -> int:
         accuracy_threshold=0.0,
     ).absolute()
     pipeline = run_pipeline(config)
-    augmentation_off = bool((pipeline["training"].get("time_budget") or {}).get("augmentation_off"))
-    keras = plain_keras(config, run_dir, pipeline["training"]["epochs"], augmentation_off)
+    budget = pipeline["training"].get("time_budget") or {}
+    keras = plain_keras(
+        config, run_dir, pipeline["training"]["epochs"], bool(budget.get("augmentation_off")), budget.get("trained_steps")
+    )
     train_and_eval = sources["train"].count
     counts = {
         "all": train_and_eval + sources["t10k"].count,

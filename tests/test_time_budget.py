@@ -6,7 +6,15 @@ import pytest
 
 from pipeline import configs, definition
 from pipeline.cli import main as cli_main
-from trainer_module.time_budget import RUN_STARTED_AT_ENV, TIME_BUDGET_KEY, TimeBudget, plan_epochs, run_started_at
+from trainer_module.time_budget import (
+    RUN_STARTED_AT_ENV,
+    TIME_BUDGET_KEY,
+    TimeBudget,
+    fitting_steps,
+    plan_epochs,
+    plan_epochs_of,
+    run_started_at,
+)
 
 BUDGET = TimeBudget(seconds=600.0, reserve_seconds=30.0, max_epochs=50)
 
@@ -43,6 +51,42 @@ def test_a_budget_already_spent_still_trains_one_epoch_and_says_the_run_will_ove
 
     assert (result.epochs, result.over_budget) == (1, True)
     assert "overrun" in result.describe()
+
+
+def test_whole_epochs_plan_whole_epochs_of_steps():
+    result = plan()
+
+    assert result.steps == 46 * 100 and result.to_json()["steps"] == 4600
+
+
+# An epoch of 10 s: 100 training steps of 0.09 s and a 1 s validation pass (share 0.1).
+@pytest.mark.parametrize(
+    ("seconds", "steps"),
+    [
+        (25.0, 244),  # 2 epochs; the 5 s left: 1 s validation, 4 s = 44 steps
+        (22.0, 211),  # 1 s for 11 steps: above a tenth of an epoch
+        (21.8, 200),  # 0.8 s for 8 steps: under a tenth of an epoch, not begun
+        (21.0, 200),  # the 1 s left is the validation pass alone
+        (19.99, 199),  # at most one step short of another whole epoch
+        (9.0, 88),  # part of the first epoch
+        (0.0, 0),
+    ],
+)
+def test_the_time_whole_epochs_leave_holds_a_partial_epoch_with_its_validation(seconds, steps):
+    assert fitting_steps(seconds, steps_per_epoch=100, seconds_per_epoch=10.0, validation_share=0.1) == steps
+
+
+def test_without_the_validation_share_only_whole_epochs_are_planned():
+    assert fitting_steps(29.9, steps_per_epoch=100, seconds_per_epoch=10.0, validation_share=None) == 200
+
+
+def test_a_budget_that_holds_part_of_one_epoch_plans_that_part_not_an_overrun():
+    budget = TimeBudget(seconds=100.0, reserve_seconds=0.0, max_epochs=5)
+    result = plan_epochs_of(
+        budget, started_at=0.0, now=91.0, seconds_per_epoch=10.0, steps_per_epoch=100, validation_share=0.1
+    )
+
+    assert (result.epochs, result.steps, result.over_budget) == (1, 88, False)
 
 
 @pytest.mark.parametrize(
@@ -119,3 +163,13 @@ def test_the_run_start_is_in_the_environment_only_during_the_run(monkeypatch):
     with run_start_in_environment(1234.5):
         assert run_started_at(2000.0) == 1234.5
     assert run_started_at(2000.0) == 2000.0  # gone again: a later run counts from its own start
+
+
+def test_the_console_names_a_partial_last_epoch_by_its_steps():
+    from pipeline.cli.run_command import trained_length
+
+    assert trained_length({"epochs": 2, "time_budget": {"trained_steps": 646, "steps_per_epoch": 431}}) == (
+        "1.50 epochs (646 steps)"
+    )
+    assert trained_length({"epochs": 12, "time_budget": {"trained_steps": 12 * 431, "steps_per_epoch": 431}}) == "12 epochs"
+    assert trained_length({"epochs": 3}) == "3 epochs"  # pinned epochs: no time budget record

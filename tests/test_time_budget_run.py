@@ -46,6 +46,7 @@ def test_the_trainer_plans_the_epochs_and_the_same_command_reuses_its_model(budg
     assert budget["capped"] is True and budget["over_budget"] is False
     assert summary["epochs"] == summary["training"]["epochs"] == budget["trained_epochs"] == configs.FAST_PROFILE.max_epochs
     assert len(budget["epoch_seconds"]) == configs.FAST_PROFILE.max_epochs
+    assert budget["trained_steps"] == budget["steps"] == 7 * configs.FAST_PROFILE.max_epochs  # capped: whole epochs
     # 7 steps an epoch (the 11:1 split keeps ~110 of the 120 images; batches of 16), too few
     # to time inside it: planned at the end of the first epoch.
     assert budget["planned_after_steps"] == 7 and budget["seconds_per_epoch"] > 0

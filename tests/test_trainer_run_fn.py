@@ -200,22 +200,28 @@ def test_the_budget_keeper_plans_from_the_first_training_steps_and_scales_the_wa
         budget, started_at=0.0, steps_per_epoch=steps, planned_epochs=budget.max_epochs, eval_steps=eval_steps, clock=clock
     )
 
-    history = model.fit(dataset, epochs=budget.max_epochs, verbose=0, callbacks=[keeper])
+    history = model.fit(
+        dataset, validation_data=dataset.take(eval_steps), epochs=budget.max_epochs, verbose=0, callbacks=[keeper]
+    )
 
-    # An epoch: 50 steps of 0.1 s + 3 validation steps estimated at a third of that = 5.1 s; 16 s hold 3.
+    # An epoch: 50 steps of 0.1 s + 3 validation steps estimated at a third of that = 5.1 s; 16 s hold 3,
+    # and the 0.7 s they leave hold 6 steps of a fourth with its validation (0.1 s).
     after = budget_keeper.FIRST_PLAN_SKIPPED_STEPS + budget_keeper.FIRST_PLAN_TIMED_STEPS
     assert keeper.first_plan == {
-        "epochs": 3, "seconds_per_epoch": 5.1, "seconds_available": 16.0, "capped": False, "over_budget": False,
-        "planned_after_steps": after, "train_step_seconds": 0.1, "eval_step_seconds": 0.0333,
+        "epochs": 4, "steps": 156, "seconds_per_epoch": 5.1, "seconds_available": 16.0, "capped": False,
+        "over_budget": False, "planned_after_steps": after, "train_step_seconds": 0.1, "eval_step_seconds": 0.0333,
     }
-    assert len(history.epoch) == 3 and keeper.replans == []
+    assert len(history.epoch) == 4 and keeper.replans == []
+    assert int(model.optimizer.iterations) == 156  # the fourth epoch stopped after its 6th step
+    assert "val_loss" in history.history and len(history.history["val_loss"]) == 4  # and was validated
     schedule = callbacks.learning_rate_schedule(model.optimizer)
-    # The warm-up is 20 % of the planned 150 steps, not of the provisional 400.
-    assert (schedule.total_steps, schedule.warmup_steps) == (150, 30)
+    # The warm-up is 20 % of the planned 156 steps, not of the provisional 400.
+    assert (schedule.total_steps, schedule.warmup_steps) == (156, 31)
     assert float(schedule(int(model.optimizer.iterations))) == pytest.approx(0.0, abs=1e-9)
 
 
-@pytest.mark.parametrize(("budget_seconds", "planned", "augmentation_off"), [(11.0, 2, True), (16.0, 3, False)])
+# 10.4 s: 2 epochs of 5.1 s, and no partial third (1 step, under a tenth of an epoch); 16 s: 3 epochs and 6 steps.
+@pytest.mark.parametrize(("budget_seconds", "planned", "augmentation_off"), [(10.4, 2, True), (16.0, 4, False)])
 def test_a_first_plan_of_two_epochs_or_fewer_trains_on_without_augmentation(
     budget_seconds: float, planned: int, augmentation_off: bool
 ) -> None:
@@ -272,10 +278,12 @@ def test_an_epoch_too_short_to_time_is_planned_at_its_end(accessor: _DataAccesso
 
     history = model.fit(dataset, epochs=budget.max_epochs, verbose=0, callbacks=[keeper])
 
+    # Epochs of 10 s, a quarter of them validation (3 steps of 3 at a third of a training step's 2.5 s):
+    # 45 s hold 4 epochs, and the 5 s left one more training step with its 2.5 s validation.
     assert keeper.first_plan == {
-        "epochs": 4, "seconds_per_epoch": 10.0, "seconds_available": 45.0, "capped": False, "over_budget": False,
-        "planned_after_steps": steps_per_epoch,
+        "epochs": 5, "steps": 4 * steps_per_epoch + 1, "seconds_per_epoch": 10.0, "seconds_available": 45.0,
+        "capped": False, "over_budget": False, "planned_after_steps": steps_per_epoch,
     }
-    assert len(history.epoch) == 4
+    assert len(history.epoch) == 5 and int(model.optimizer.iterations) == 4 * steps_per_epoch + 1
     schedule = callbacks.learning_rate_schedule(model.optimizer)
-    assert (schedule.total_steps, schedule.warmup_steps) == (4 * steps_per_epoch, 3)
+    assert (schedule.total_steps, schedule.warmup_steps) == (4 * steps_per_epoch + 1, 3)

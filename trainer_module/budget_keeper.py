@@ -28,6 +28,15 @@ known; later re-plans leave it as it is. A network trained without flips
 gains nothing from averaging with mirror images, so the export then leaves
 mirror averaging out (``augmentation_off``, read by trainer_module.run_fn).
 
+Why the last epoch may be partial: whole epochs waste up to an epoch of the
+budget (the fast profile's 3 minutes on 2 cores held one epoch of 67 s and
+ended 38 s early). So the keeper plans training steps, not epochs: whole
+epochs, then as many steps of one more as the time they leave holds with its
+validation pass (``time_budget.fitting_steps``), and stops ``fit`` at the
+planned step; the one-cycle ends there, at rate 0. This needs the validation
+pass's share of an epoch, which the keeper knows when it makes the first plan
+itself (``eval_steps``); a plan made before ``fit`` stays in whole epochs.
+
 The exponential schedule needs no retargeting (it decays per epoch, not
 towards an end); stock ``CosineDecay`` cannot be retargeted, so under it the
 Trainer plans before ``fit`` from the calibration and that first plan stands.
@@ -47,7 +56,7 @@ from absl import logging
 from trainer_module.callbacks import learning_rate_schedule
 from trainer_module.models.layers import Augmentation
 from trainer_module.schedules import OneCycle
-from trainer_module.time_budget import TimeBudget, plan_epochs_of
+from trainer_module.time_budget import TimeBudget, fitting_steps, plan_epochs_of
 
 RECENT_EPOCHS = 3  # the epoch time estimate is the median of this many latest epochs
 # Lengthening the plan needs this much of an epoch to spare, so timing noise
@@ -87,7 +96,7 @@ class BudgetKeeper(keras.callbacks.Callback):
         self.budget = budget
         self.started_at = started_at
         self.steps_per_epoch = steps_per_epoch
-        self.planned_epochs = planned_epochs
+        self.planned_steps = planned_epochs * steps_per_epoch
         self.eval_steps = eval_steps
         self.clock = clock
         self.epoch_seconds: list[float] = []
@@ -96,6 +105,19 @@ class BudgetKeeper(keras.callbacks.Callback):
         self._epoch = 0
         self._epoch_started = 0.0
         self._timing_started = 0.0
+
+    @property
+    def planned_epochs(self) -> int:
+        """The epochs ``fit`` begins under the plan, the last one partial if the steps end inside it."""
+        return math.ceil(self.planned_steps / self.steps_per_epoch)
+
+    @property
+    def validation_share(self) -> float | None:
+        """The part of an epoch's seconds its validation takes, as estimated; None: plan whole epochs only."""
+        if self.eval_steps is None:
+            return None
+        validation = self.eval_steps * EVAL_STEP_SHARE
+        return validation / (self.steps_per_epoch + validation)
 
     @property
     def augmentation_off(self) -> bool:
@@ -112,6 +134,8 @@ class BudgetKeeper(keras.callbacks.Callback):
         self._epoch_started = self.clock()
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if batch + 1 < self.steps_per_epoch and self._epoch * self.steps_per_epoch + batch + 1 >= self.planned_steps:
+            self.model.stop_training = True  # a partial last epoch: its validation and on_epoch_end still run
         if not self.awaits_first_plan or self._epoch != 0:
             return
         steps = batch + 1
@@ -126,22 +150,32 @@ class BudgetKeeper(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         now = self.clock()
         self.epoch_seconds.append(now - self._epoch_started)
-        done = epoch + 1
+        done = (epoch + 1) * self.steps_per_epoch
+        if done > self.planned_steps:  # the partial last epoch, stopped at the planned step
+            self.model.stop_training = True
+            return
         per_epoch = statistics.median(self.epoch_seconds[-RECENT_EPOCHS:])
         if self.awaits_first_plan:  # an epoch too short to time its steps in: plan from the whole epoch
             self._plan_first(per_epoch, after_steps=self.steps_per_epoch)
         else:
             left = self.budget.seconds_left(started_at=self.started_at, now=now)
-            planned = self.replanned_epochs(done, per_epoch, left)
-            if planned != self.planned_epochs:
-                self._change_plan(done, planned, per_epoch, left)
-        if done >= self.planned_epochs:
+            planned = self.replanned_steps(done, per_epoch, left)
+            if planned != self.planned_steps:
+                self._change_plan(epoch + 1, planned, per_epoch, left)
+        if done >= self.planned_steps:
             self.model.stop_training = True
 
     def _plan_first(self, per_epoch: float, *, after_steps: int, step_seconds: float | None = None) -> None:
         """The first plan, from the first epoch's pace; the one-cycle's warm-up gets its share of it."""
         # From the epoch's start: the plan covers the first epoch too, all of it at the measured pace.
-        plan = plan_epochs_of(self.budget, started_at=self.started_at, now=self._epoch_started, seconds_per_epoch=per_epoch)
+        plan = plan_epochs_of(
+            self.budget,
+            started_at=self.started_at,
+            now=self._epoch_started,
+            seconds_per_epoch=per_epoch,
+            steps_per_epoch=self.steps_per_epoch,
+            validation_share=self.validation_share,
+        )
         measured = f"{FIRST_PLAN_TIMED_STEPS} training steps of {step_seconds:.3f} s" if step_seconds else "the first epoch"
         logging.info("%s (measured on %s)", plan.describe(), measured)
         self.first_plan = {**plan.to_json(), "planned_after_steps": after_steps}
@@ -150,9 +184,9 @@ class BudgetKeeper(keras.callbacks.Callback):
                 train_step_seconds=round(step_seconds, 4), eval_step_seconds=round(step_seconds * EVAL_STEP_SHARE, 4)
             )
         # The plan counts from this epoch on: a fit resumed from a backup starts past epoch 0.
-        self.planned_epochs = min(self._epoch + plan.epochs, self.budget.max_epochs)
-        self._move_schedule_end(self.planned_epochs, first=True)
-        if self.planned_epochs <= SHORT_BUDGET_EPOCHS and self._switch_off_augmentation():
+        self.planned_steps = min(self._epoch * self.steps_per_epoch + plan.steps, self.most_steps)
+        self._move_schedule_end(self.planned_steps, first=True)
+        if self.planned_steps <= SHORT_BUDGET_EPOCHS * self.steps_per_epoch and self._switch_off_augmentation():
             self.first_plan["augmentation_off"] = True
 
     def _switch_off_augmentation(self) -> bool:
@@ -165,26 +199,39 @@ class BudgetKeeper(keras.callbacks.Callback):
         logging.info("time budget: %d epochs or fewer, so the rest trains without augmentation", SHORT_BUDGET_EPOCHS)
         return True
 
-    def replanned_epochs(self, done: int, per_epoch: float, left: float) -> int:
-        """The total epochs to train, ``done`` trained, epochs of ``per_epoch`` s, ``left`` s left for training."""
-        more = math.floor(left / per_epoch) if left > 0 else 0
-        if done + more > self.planned_epochs:  # lengthen only with time to spare
-            more = max(math.floor((left - GROWTH_MARGIN_EPOCHS * per_epoch) / per_epoch), self.planned_epochs - done)
-        return max(done, min(done + more, self.budget.max_epochs))
+    @property
+    def most_steps(self) -> int:
+        return self.budget.max_epochs * self.steps_per_epoch
 
-    def _change_plan(self, done: int, planned: int, per_epoch: float, left: float) -> None:
+    def replanned_steps(self, done: int, per_epoch: float, left: float) -> int:
+        """The total steps to train, ``done`` trained (at an epoch's end), epochs of ``per_epoch`` s, ``left`` s left."""
+
+        def fitting(seconds: float) -> int:
+            return fitting_steps(
+                seconds, steps_per_epoch=self.steps_per_epoch, seconds_per_epoch=per_epoch,
+                validation_share=self.validation_share,
+            )  # fmt: skip
+
+        more = fitting(left)
+        if done + more > self.planned_steps:  # lengthen only with time to spare
+            more = max(fitting(left - GROWTH_MARGIN_EPOCHS * per_epoch), self.planned_steps - done)
+        return max(done, min(done + more, self.most_steps))
+
+    def _change_plan(self, epochs_done: int, planned: int, per_epoch: float, left: float) -> None:
         if not self._move_schedule_end(planned, first=False):
-            logging.info("time budget: would re-plan to %d epochs, but a cosine schedule cannot move its end", planned)
+            logging.info("time budget: would re-plan to %d steps, but a cosine schedule cannot move its end", planned)
             return
+        before, after = (round(steps / self.steps_per_epoch, 2) for steps in (self.planned_steps, planned))
         logging.info(
-            "time budget: re-planned from %d to %d epochs after epoch %d (an epoch takes ~%.1f s, %.0f s of the budget left)",
-            self.planned_epochs, planned, done, per_epoch, left + self.budget.reserve_seconds,
-        )
-        self.replans.append({"after_epoch": done, "from": self.planned_epochs, "to": planned, "epoch_seconds": round(per_epoch, 2)})
-        self.planned_epochs = planned
+            "time budget: re-planned from %s to %s epochs (%d steps) after epoch %d "
+            "(an epoch takes ~%.1f s, %.0f s of the budget left)",
+            before, after, planned, epochs_done, per_epoch, left + self.budget.reserve_seconds,
+        )  # fmt: skip
+        self.replans.append({"after_epoch": epochs_done, "from": before, "to": after, "epoch_seconds": round(per_epoch, 2)})
+        self.planned_steps = planned
 
     def _move_schedule_end(self, planned: int, *, first: bool) -> bool:
-        """Moves the schedule's end to ``planned`` epochs; False: the schedule cannot move (cosine).
+        """Moves the schedule's end to ``planned`` steps; False: the schedule cannot move (cosine).
 
         ``first``: the warm-up takes its fraction of the planned run, as if the
         schedule had been built for it (a later re-plan keeps the warm-up).
@@ -193,7 +240,6 @@ class BudgetKeeper(keras.callbacks.Callback):
         if isinstance(schedule, keras.optimizers.schedules.CosineDecay):
             return False
         if isinstance(schedule, OneCycle):
-            total = planned * self.steps_per_epoch
-            warmup = round(schedule.warmup_steps * total / schedule.total_steps) if first else None
-            schedule.retarget(total, warmup_steps=warmup)
+            warmup = round(schedule.warmup_steps * planned / schedule.total_steps) if first else None
+            schedule.retarget(planned, warmup_steps=warmup)
         return True

@@ -392,7 +392,9 @@ def run_fn(fn_args: FnArgs) -> None:
             epochs = len(history.epoch)
             budget_record.update(
                 keeper.first_plan or {},
-                trained_epochs=epochs,
+                trained_epochs=epochs,  # the last one partial when trained_steps is not a multiple of an epoch
+                trained_steps=int(model.optimizer.iterations),
+                steps_per_epoch=steps_per_epoch,
                 replans=keeper.replans,
                 epoch_seconds=[round(s, 2) for s in keeper.epoch_seconds],
             )

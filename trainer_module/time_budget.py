@@ -93,11 +93,22 @@ def run_started_at(now: float, environ: Mapping[str, str] | None = None) -> floa
     return started
 
 
+# A last, partial epoch shorter than this share of an epoch is not begun:
+# its validation pass would cost about as much as its training gives.
+MIN_PARTIAL_EPOCH = 0.1
+
+
 @dataclasses.dataclass(frozen=True)
 class EpochPlan:
-    """The epoch count chosen for a budget, with the figures it was chosen from (for the run summary)."""
+    """The training length chosen for a budget, with the figures it was chosen from (for the run summary).
+
+    ``steps`` is the length the schedule anneals over; ``epochs`` the epochs
+    ``fit`` begins, the last of them partial when ``steps`` is not a multiple
+    of an epoch's steps.
+    """
 
     epochs: int
+    steps: int  # training steps in all
     seconds_per_epoch: float  # estimated: training steps plus the validation pass
     seconds_available: float  # for model.fit, when the plan was made
     capped: bool  # True: max_epochs, not the budget, set the count
@@ -106,6 +117,7 @@ class EpochPlan:
     def to_json(self) -> dict[str, Any]:
         return {
             "epochs": self.epochs,
+            "steps": self.steps,
             "seconds_per_epoch": round(self.seconds_per_epoch, 2),
             "seconds_available": round(self.seconds_available, 2),
             "capped": self.capped,
@@ -120,10 +132,33 @@ class EpochPlan:
                 f"{self.seconds_available:.0f} s are left; training 1 epoch anyway (the run will overrun)"
             )
         return (
-            f"time budget: {self.epochs} epoch(s) of ~{self.seconds_per_epoch:.1f} s fit the "
-            f"{self.seconds_available:.0f} s left of the time budget"
+            f"time budget: {self.epochs} epoch(s), {self.steps} steps, of ~{self.seconds_per_epoch:.1f} s an epoch "
+            f"fit the {self.seconds_available:.0f} s left of the time budget"
             + (" (capped at the budget's max_epochs)" if self.capped else "")
         )
+
+
+def fitting_steps(
+    seconds: float, *, steps_per_epoch: int, seconds_per_epoch: float, validation_share: float | None
+) -> int:
+    """The most training steps, from an epoch's start, whose training and validation fit in ``seconds``.
+
+    Whole epochs first; with ``validation_share`` (the part of an epoch's
+    seconds its validation pass takes) the time they leave holds a partial
+    last epoch too, validated like any other, if it is at least
+    ``MIN_PARTIAL_EPOCH`` of an epoch. ``None``: whole epochs only, for a
+    schedule that cannot end inside an epoch.
+    """
+    if seconds <= 0:
+        return 0
+    whole = math.floor(seconds / seconds_per_epoch)
+    if validation_share is None:
+        return whole * steps_per_epoch
+    validation = validation_share * seconds_per_epoch
+    step_seconds = (seconds_per_epoch - validation) / steps_per_epoch
+    rest = seconds - whole * seconds_per_epoch - validation
+    partial = min(math.floor(rest / step_seconds), steps_per_epoch - 1) if rest > 0 else 0
+    return whole * steps_per_epoch + (partial if partial >= MIN_PARTIAL_EPOCH * steps_per_epoch else 0)
 
 
 def plan_epochs(
@@ -136,26 +171,44 @@ def plan_epochs(
     train_step_seconds: float,
     eval_step_seconds: float,
 ) -> EpochPlan:
-    """The most epochs whose estimated time fits in what is left of the budget, less the reserve (at least 1)."""
+    """The most whole epochs whose estimated time fits in what is left of the budget, less the reserve (at least 1)."""
     if train_step_seconds <= 0 or eval_step_seconds < 0:
         raise ValueError(
             f"step times must be positive, got train {train_step_seconds}, eval {eval_step_seconds}"
         )
     per_epoch = train_steps_per_epoch * train_step_seconds + eval_steps_per_epoch * eval_step_seconds
-    return plan_epochs_of(budget, started_at=started_at, now=now, seconds_per_epoch=per_epoch)
+    return plan_epochs_of(
+        budget, started_at=started_at, now=now, seconds_per_epoch=per_epoch, steps_per_epoch=train_steps_per_epoch
+    )
 
 
-def plan_epochs_of(budget: TimeBudget, *, started_at: float, now: float, seconds_per_epoch: float) -> EpochPlan:
-    """``plan_epochs`` for epochs of ``seconds_per_epoch`` (training and validation) starting at ``now``."""
+def plan_epochs_of(
+    budget: TimeBudget,
+    *,
+    started_at: float,
+    now: float,
+    seconds_per_epoch: float,
+    steps_per_epoch: int,
+    validation_share: float | None = None,
+) -> EpochPlan:
+    """The steps that fit what is left of the budget from ``now`` (``fitting_steps``), capped at ``max_epochs``.
+
+    When nothing fits, one epoch is planned anyway (the run will overrun);
+    when part of one epoch fits, that part.
+    """
     if seconds_per_epoch <= 0:
         raise ValueError(f"an epoch must take > 0 s, got {seconds_per_epoch}")
     available = budget.seconds_left(started_at=started_at, now=now)
-    fitting = math.floor(available / seconds_per_epoch) if available > 0 else 0
-    epochs = max(1, min(fitting, budget.max_epochs))
+    steps = fitting_steps(
+        available, steps_per_epoch=steps_per_epoch, seconds_per_epoch=seconds_per_epoch, validation_share=validation_share
+    )
+    most = budget.max_epochs * steps_per_epoch
+    planned = min(steps, most) if steps else steps_per_epoch  # nothing fits: one epoch anyway, over the budget
     return EpochPlan(
-        epochs=epochs,
+        epochs=math.ceil(planned / steps_per_epoch),
+        steps=planned,
         seconds_per_epoch=seconds_per_epoch,
         seconds_available=available,
-        capped=fitting > budget.max_epochs,
-        over_budget=fitting < 1,
+        capped=steps > most,
+        over_budget=steps == 0,
     )

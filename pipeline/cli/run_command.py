@@ -47,6 +47,15 @@ def build_summary(
     }
 
 
+def trained_length(training: dict) -> str:
+    """"12 epochs", or, when a time budget ended the last epoch early, "1.49 epochs (646 steps)"."""
+    budget = training.get("time_budget") or {}
+    steps, steps_per_epoch = budget.get("trained_steps"), budget.get("steps_per_epoch")
+    if steps and steps_per_epoch and steps % steps_per_epoch:
+        return f"{steps / steps_per_epoch:.2f} epochs ({steps} steps)"
+    return f"{training['epochs']} epochs"
+
+
 def print_summary(summary: dict, summary_path: str) -> None:
     accuracy = summary["test_accuracy"]
     accuracy_text = f"{accuracy:.4f}" if accuracy is not None else "n/a"
@@ -56,7 +65,7 @@ def print_summary(summary: dict, summary_path: str) -> None:
     if training.get("epochs"):
         budget = summary.get("time_budget_minutes")
         planned = f", planned for the {budget:g} min budget" if budget and training.get("time_budget") else ""
-        print(f"  training      : {training['epochs']} epochs in {training.get('fit_seconds', 0):.0f} s{planned}")
+        print(f"  training      : {trained_length(training)} in {training.get('fit_seconds', 0):.0f} s{planned}")
     print(f"  blessed       : {'yes' if summary['blessed'] else 'no'}")
     serving = summary["serving_check"]
     print(f"  serving check : {serving['headline'] if serving else 'did not run'}")
